@@ -11,11 +11,11 @@ from enum import IntEnum
 import numpy as np
 
 __all__ = [
-    "Keypoint",
+    "CUBOID_EDGES",
     "NUM_CORNERS",
     "NUM_KEYPOINTS",
     "VECTOR_CHANNELS_PER_CLASS",
-    "CUBOID_EDGES",
+    "Keypoint",
     "cuboid_keypoints",
     "keypoint_names",
 ]
@@ -72,8 +72,10 @@ def cuboid_keypoints(bbox_min: np.ndarray, bbox_max: np.ndarray) -> np.ndarray:
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
         raise ValueError(f"bounding box must be finite with max > min, got min={lo}, max={hi}")
     corners = np.array(
-        [[hi[0] if k & 4 else lo[0], hi[1] if k & 2 else lo[1], hi[2] if k & 1 else lo[2]]
-         for k in range(NUM_CORNERS)]
+        [
+            [hi[0] if k & 4 else lo[0], hi[1] if k & 2 else lo[1], hi[2] if k & 1 else lo[2]]
+            for k in range(NUM_CORNERS)
+        ]
     )
     return np.vstack([corners, (lo + hi) / 2.0])
 

@@ -1,0 +1,145 @@
+"""Training targets: Gaussian belief maps and corner-to-centroid vector fields.
+
+Maps are at the network's output stride. Channel layout (docs/architecture.md):
+belief channel ``c*9 + k``; vector channels ``c*16 + 2k`` (dx) and ``c*16 + 2k + 1`` (dy).
+Output pixel j covers input pixels [s*j, s*j + s - 1], so input x = s*j + (s - 1)/2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hrpose_ros.geometry.keypoints import NUM_CORNERS, NUM_KEYPOINTS, VECTOR_CHANNELS_PER_CLASS, Keypoint
+
+__all__ = [
+    "TargetError",
+    "belief_maps",
+    "to_input_coords",
+    "to_output_coords",
+    "vector_fields",
+]
+
+
+class TargetError(ValueError):
+    """Bad keypoints, class indices, map size, stride, sigma or radius."""
+
+
+def to_output_coords(xy: np.ndarray, stride: int) -> np.ndarray:
+    """Input-image pixel coordinates -> output-map pixel coordinates (any shape (..., 2))."""
+    return (np.asarray(xy, dtype=np.float64) - (stride - 1) / 2.0) / stride
+
+
+def to_input_coords(xy: np.ndarray, stride: int) -> np.ndarray:
+    """Output-map pixel coordinates -> input-image pixel coordinates (any shape (..., 2))."""
+    return np.asarray(xy, dtype=np.float64) * stride + (stride - 1) / 2.0
+
+
+def _check(
+    keypoints_2d: np.ndarray,
+    class_indices: np.ndarray,
+    num_classes: int,
+    out_hw: tuple[int, int],
+    stride: int,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    kp = np.asarray(keypoints_2d, dtype=np.float64)
+    if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 2):
+        raise TargetError(f"keypoints_2d must have shape (M, {NUM_KEYPOINTS}, 2), got {kp.shape}")
+    cls = np.asarray(class_indices).reshape(-1)
+    if cls.shape != (kp.shape[0],) or (cls.size and not np.issubdtype(cls.dtype, np.integer)):
+        raise TargetError(f"class_indices must be {kp.shape[0]} integers, got {np.asarray(class_indices)!r}")
+    if num_classes < 1 or (cls.size and (cls.min() < 0 or cls.max() >= num_classes)):
+        raise TargetError(f"class_indices must lie in [0, {num_classes}), got {cls.tolist()}")
+    h, w = (int(v) for v in out_hw)
+    if h < 1 or w < 1:
+        raise TargetError(f"out_hw must be positive (h, w), got {out_hw}")
+    if int(stride) != stride or stride < 1:
+        raise TargetError(f"stride must be a positive integer, got {stride}")
+    return to_output_coords(kp, stride), cls.astype(np.int64), h, w
+
+
+def belief_maps(  # noqa: PLR0917  (positional signature of docs/architecture.md)
+    keypoints_2d: np.ndarray,
+    class_indices: np.ndarray,
+    num_classes: int,
+    out_hw: tuple[int, int],
+    stride: int = 4,
+    sigma: float = 2.0,
+) -> np.ndarray:
+    """Gaussian belief maps, one per class and keypoint.
+
+    Args:
+        keypoints_2d: (M, 9, 2) keypoints of M instances, input-image pixels; NaN = unknown.
+        class_indices: (M,) class index of each instance.
+        num_classes: C.
+        out_hw: (h, w) of the output maps.
+        stride: input pixels per output pixel.
+        sigma: Gaussian std, output pixels.
+
+    Returns:
+        (C*9, h, w) float32: ``exp(-d^2 / (2 sigma^2))``, maximum over instances (not the sum).
+        A keypoint just outside the map still adds its tail inside.
+    """
+    xy, cls, h, w = _check(keypoints_2d, class_indices, num_classes, out_hw, stride)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise TargetError(f"sigma must be > 0 output pixels, got {sigma}")
+    out = np.zeros((num_classes * NUM_KEYPOINTS, h, w), dtype=np.float32)
+    if xy.shape[0] == 0:
+        return out
+    finite = np.all(np.isfinite(xy), axis=-1)  # (M, 9)
+    xs = np.where(finite, xy[..., 0], np.inf)[..., None]
+    ys = np.where(finite, xy[..., 1], np.inf)[..., None]
+    gx = np.exp(-((np.arange(w) - xs) ** 2) / (2.0 * sigma**2)).astype(np.float32)  # (M, 9, w)
+    gy = np.exp(-((np.arange(h) - ys) ** 2) / (2.0 * sigma**2)).astype(np.float32)  # (M, 9, h)
+    for m in range(xy.shape[0]):
+        if not finite[m].any():
+            continue
+        block = out[cls[m] * NUM_KEYPOINTS : (cls[m] + 1) * NUM_KEYPOINTS]
+        np.maximum(block, gy[m][:, :, None] * gx[m][:, None, :], out=block)
+    return out
+
+
+def vector_fields(  # noqa: PLR0917  (positional signature of docs/architecture.md)
+    keypoints_2d: np.ndarray,
+    class_indices: np.ndarray,
+    num_classes: int,
+    out_hw: tuple[int, int],
+    stride: int = 4,
+    radius: float = 3.0,
+) -> np.ndarray:
+    """Unit vectors from each corner toward its instance's centroid, near the corner.
+
+    Args:
+        keypoints_2d: (M, 9, 2) keypoints, input-image pixels; NaN = unknown.
+        class_indices: (M,) class index of each instance.
+        num_classes: C.
+        out_hw: (h, w) of the output maps.
+        stride: input pixels per output pixel.
+        radius: vectors are set within this distance of the corner, output pixels.
+
+    Returns:
+        (C*16, h, w) float32, zero elsewhere. Where two instances of one class overlap,
+        the nearer corner wins. Corners without a finite, distinct centroid get no vector.
+    """
+    xy, cls, h, w = _check(keypoints_2d, class_indices, num_classes, out_hw, stride)
+    if not (np.isfinite(radius) and radius > 0):
+        raise TargetError(f"radius must be > 0 output pixels, got {radius}")
+    out = np.zeros((num_classes * VECTOR_CHANNELS_PER_CLASS, h, w), dtype=np.float32)
+    direction = xy[:, Keypoint.CENTROID, None, :] - xy[:, :NUM_CORNERS, :]  # (M, 8, 2)
+    length = np.linalg.norm(direction, axis=-1)
+    valid = np.isfinite(length) & (length > 1e-9)
+    unit = np.where(valid[..., None], direction / np.where(valid, length, 1.0)[..., None], 0.0)
+    corners = np.where(valid[..., None], xy[:, :NUM_CORNERS, :], np.inf)
+    d2 = (np.arange(w) - corners[..., 0, None])[:, :, None, :] ** 2 + (np.arange(h) - corners[..., 1, None])[
+        :, :, :, None
+    ] ** 2  # (M, 8, h, w)
+    for c in np.unique(cls):
+        members = np.flatnonzero(cls == c)
+        d2_c = d2[members]
+        nearest = np.argmin(d2_c, axis=0)  # (8, h, w)
+        inside = np.take_along_axis(d2_c, nearest[None], axis=0)[0] <= radius**2
+        vec = unit[members][nearest, np.arange(NUM_CORNERS)[:, None, None]]  # (8, h, w, 2)
+        vec = np.where(inside[..., None], vec, 0.0).astype(np.float32)
+        block = out[c * VECTOR_CHANNELS_PER_CLASS : (c + 1) * VECTOR_CHANNELS_PER_CLASS]
+        block[0::2] = vec[..., 0]
+        block[1::2] = vec[..., 1]
+    return out
