@@ -1,0 +1,106 @@
+"""Project-made fixtures for the data-engine tests: procedural meshes and catalogues.
+
+Small images (160x120 with the LINEMOD camera scaled by 1/4) keep llvmpipe fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from hrpose_ros.geometry.camera import scale_intrinsics
+from hrpose_ros.geometry.keypoints import cuboid_keypoints
+from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
+
+REPO = Path(__file__).resolve().parents[1]
+LMO_DIR = REPO.parent / "shared" / "data" / "lmo_models"
+LINEMOD_K = np.array([[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
+SMALL_SIZE = (160, 120)
+K_SMALL = scale_intrinsics(LINEMOD_K, 0.25, 0.25)
+
+
+def colored_box(extents=(0.08, 0.06, 0.04), seed: int = 0) -> trimesh.Trimesh:
+    """A subdivided box with random vertex colours, centred on the origin, metres."""
+    box = trimesh.creation.box(extents=extents).subdivide().subdivide()
+    rng = np.random.default_rng(seed)
+    colors = rng.integers(40, 255, (len(box.vertices), 4)).astype(np.uint8)
+    colors[:, 3] = 255
+    box.visual.vertex_colors = colors
+    return box
+
+
+def colored_icosphere(radius: float = 0.04, seed: int = 1) -> trimesh.Trimesh:
+    """An icosphere with random vertex colours, metres."""
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=radius)
+    rng = np.random.default_rng(seed)
+    colors = rng.integers(40, 255, (len(sphere.vertices), 4)).astype(np.uint8)
+    colors[:, 3] = 255
+    sphere.visual.vertex_colors = colors
+    return sphere
+
+
+def mesh_spec(
+    path: Path, mesh: trimesh.Trimesh, name: str, obj_id: int, symmetric: bool = False
+) -> ObjectSpec:
+    """Write ``mesh`` as PLY (metres) and describe it as a catalogue object."""
+    mesh.export(path)
+    lo, hi = mesh.bounds
+    return ObjectSpec(
+        name=name,
+        id=obj_id,
+        keypoints=cuboid_keypoints(lo, hi),
+        diameter=float(np.linalg.norm(hi - lo)),
+        symmetric=symmetric,
+        color=(0.9, 0.2, 0.2),
+        mesh_path=path,
+        mesh_units="m",
+    )
+
+
+def mesh_catalogue(folder: Path) -> Catalogue:
+    """Two mesh objects (a box, id 3; an off-centre sphere, id 7) written under ``folder``."""
+    sphere = colored_icosphere()
+    sphere.apply_translation((0.01, -0.005, 0.0))
+    return Catalogue(
+        [
+            mesh_spec(folder / "box.ply", colored_box(), "box", 3),
+            mesh_spec(folder / "ball.ply", sphere, "ball", 7, symmetric=True),
+        ]
+    )
+
+
+def cuboid_catalogue() -> Catalogue:
+    """Two mesh-less cuboid objects (ids 1 and 2), for loader tests."""
+    return Catalogue(
+        [
+            ObjectSpec(
+                "blockA",
+                1,
+                cuboid_keypoints((-0.05, -0.04, -0.03), (0.05, 0.04, 0.03)),
+                0.14,
+                False,
+                (1.0, 0.0, 0.0),
+                None,
+                "m",
+            ),
+            ObjectSpec(
+                "blockB",
+                2,
+                cuboid_keypoints((-0.03, -0.06, -0.02), (0.03, 0.06, 0.04)),
+                0.15,
+                True,
+                (0.0, 1.0, 0.0),
+                None,
+                "m",
+            ),
+        ]
+    )
+
+
+def rotation(rng: np.random.Generator) -> np.ndarray:
+    """A random proper rotation (QR of a Gaussian matrix)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q

@@ -1,0 +1,173 @@
+"""The moderngl renderer: geometry of masks and depth, occlusion, colours, textures."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import trimesh
+from data_fixtures import K_SMALL, LINEMOD_K, LMO_DIR, SMALL_SIZE, colored_box, colored_icosphere, rotation
+from PIL import Image
+
+from hrpose_ros.geometry.camera import project_points
+from hrpose_ros.training.render import (
+    Light,
+    Renderer,
+    RenderError,
+    RenderItem,
+    gl_projection,
+    load_render_mesh,
+    mesh_from_trimesh,
+)
+
+W, H = SMALL_SIZE
+FLAT = Light(color=(0.0, 0.0, 0.0), ambient=(1.0, 1.0, 1.0), specular=0.0)  # output = albedo
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    r = Renderer(W, H)
+    r.add_mesh("box", mesh_from_trimesh(colored_box()))
+    r.add_mesh("ball", mesh_from_trimesh(colored_icosphere()))
+    yield r
+    r.release()
+
+
+def _hull_centroid(uv: np.ndarray) -> np.ndarray:
+    """Area centroid of the convex hull of 2D points (the silhouette of a convex body)."""
+    hull = cv2.convexHull(uv.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    x, y = hull[:, 0], hull[:, 1]
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y
+    area = cross.sum() / 2
+    return np.array([((x + xn) * cross).sum(), ((y + yn) * cross).sum()]) / (6 * area)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("key", ["box", "ball"])
+def test_mask_centroid_and_bbox_match_the_projected_mesh(renderer, key, seed):
+    rng = np.random.default_rng(seed)
+    R, t = rotation(rng), np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.08, 0.08), rng.uniform(0.35, 0.6)])
+    mesh = colored_box() if key == "box" else colored_icosphere()
+    uv = project_points(mesh.vertices, R, t, K_SMALL)
+    mask = renderer.render([RenderItem(key, R, t)], K_SMALL).instance == 1
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 50
+    # pixel (i, j) has its centre at (j, i): the mask spans the pixel centres inside the outline
+    np.testing.assert_allclose([xs.min(), ys.min()], uv.min(axis=0), atol=1.0)
+    np.testing.assert_allclose([xs.max(), ys.max()], uv.max(axis=0), atol=1.0)
+    np.testing.assert_allclose([xs.mean(), ys.mean()], _hull_centroid(uv), atol=1.0)
+
+
+def test_mask_centroid_is_subpixel_accurate_for_a_large_box(renderer):
+    # a tight bound (0.15 px) that a half-pixel convention error would break
+    R = rotation(np.random.default_rng(42))
+    t = np.array([0.01, -0.01, 0.3])
+    uv = project_points(colored_box().vertices, R, t, K_SMALL)
+    ys, xs = np.nonzero(renderer.render([RenderItem("box", R, t)], K_SMALL).instance == 1)
+    np.testing.assert_allclose([xs.mean(), ys.mean()], _hull_centroid(uv), atol=0.15)
+
+
+def test_depth_is_camera_z_in_metres(renderer):
+    t = np.array([0.0, 0.0, 0.5])
+    out = renderer.render([RenderItem("box", np.eye(3), t)], K_SMALL)
+    u, v = project_points(np.zeros((1, 3)), np.eye(3), t, K_SMALL)[0]
+    # the front face of the 4 cm deep box is at z = 0.5 - 0.02
+    assert out.depth[round(v), round(u)] == pytest.approx(0.48, abs=1e-5)
+    assert np.all(out.depth[out.instance == 0] == 0)
+
+
+def test_nearer_object_occludes_the_farther_one(renderer):
+    far = RenderItem("box", np.eye(3), np.array([0.06, 0.0, 0.8]))  # half hidden behind the ball
+    near = RenderItem("ball", np.eye(3), np.array([0.0, 0.0, 0.4]))
+    for items, near_id in (([far, near], 2), ([near, far], 1)):  # draw order must not matter
+        out = renderer.render(items, K_SMALL)
+        u, v = project_points(np.zeros((1, 3)), np.eye(3), near.t, K_SMALL)[0]
+        assert out.instance[round(v), round(u)] == near_id
+        assert set(np.unique(out.instance)) == {0, 1, 2}
+
+
+def test_masks_alone_are_unoccluded_silhouettes(renderer):
+    far = RenderItem("box", np.eye(3), np.array([0.01, 0.0, 0.8]))
+    near = RenderItem("ball", np.eye(3), np.array([0.0, 0.0, 0.4]))
+    scene = renderer.render([far, near], K_SMALL)
+    alone = renderer.render_masks_alone([far, near], K_SMALL)
+    single = renderer.render([far], K_SMALL).instance == 1
+    np.testing.assert_array_equal(alone[0], single)
+    assert alone[0].sum() > (scene.instance == 1).sum()  # part of the box is hidden in the scene
+    np.testing.assert_array_equal(alone[1], scene.instance == 2)
+
+
+def test_vertex_colours_and_colour_gain_reach_the_image(renderer):
+    box = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
+    box.visual.vertex_colors = np.tile([200, 100, 50, 255], (len(box.vertices), 1)).astype(np.uint8)
+    renderer.add_mesh("plain", mesh_from_trimesh(box))
+    out = renderer.render(
+        [RenderItem("plain", np.eye(3), np.array([0, 0, 0.5]), (1.0, 0.5, 2.0))], K_SMALL, FLAT
+    )
+    pixels = out.rgb[out.instance == 1].astype(int)
+    np.testing.assert_allclose(pixels.mean(axis=0), [200, 50, 100], atol=1.5)
+
+
+def test_uv_texture_is_sampled_upright(renderer, tmp_path):
+    # a quad facing the camera; texture: top half red, bottom half blue
+    tex = np.zeros((64, 64, 3), np.uint8)
+    tex[:32] = (255, 0, 0)
+    tex[32:] = (0, 0, 255)
+    v = np.array([[-0.05, -0.05, 0], [0.05, -0.05, 0], [0.05, 0.05, 0], [-0.05, 0.05, 0]])
+    uv = np.array([[0, 1], [1, 1], [1, 0], [0, 0]], float)  # object -y (image up) = texture top (v = 1)
+    quad = trimesh.Trimesh(v, [[0, 1, 2], [0, 2, 3]], process=False)
+    quad.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(tex))
+    quad.export(tmp_path / "quad.obj")
+    renderer.add_mesh("quad", load_render_mesh(tmp_path / "quad.obj"))
+    out = renderer.render([RenderItem("quad", np.eye(3), np.array([0, 0, 0.4]))], K_SMALL, FLAT)
+    ys, xs = np.nonzero(out.instance == 1)
+    top = out.rgb[ys.min() + 2, int(xs.mean())]
+    bottom = out.rgb[ys.max() - 2, int(xs.mean())]
+    assert top[0] > 200 and top[2] < 50
+    assert bottom[2] > 200 and bottom[0] < 50
+
+
+@pytest.mark.skipif(not LMO_DIR.is_dir(), reason=f"LM-O meshes not found at {LMO_DIR}")
+def test_lmo_mesh_mask_bbox_matches_projected_vertices():
+    r = Renderer(640, 480)
+    try:
+        mesh = load_render_mesh(LMO_DIR / "obj_000001.ply", scale=0.001)  # ape, millimetres
+        r.add_mesh("ape", mesh)
+        R, t = rotation(np.random.default_rng(3)), np.array([0.03, -0.02, 0.5])
+        mask = r.render([RenderItem("ape", R, t)], LINEMOD_K).instance == 1
+        uv = project_points(mesh.vertices.astype(np.float64), R, t, LINEMOD_K)
+        ys, xs = np.nonzero(mask)
+        # extreme vertices lie on the silhouette, so the boxes agree to a pixel
+        np.testing.assert_allclose([xs.min(), ys.min()], uv.min(axis=0), atol=1.0)
+        np.testing.assert_allclose([xs.max(), ys.max()], uv.max(axis=0), atol=1.0)
+    finally:
+        r.release()
+
+
+def test_decimation_keeps_shape_and_colours():
+    sphere = colored_icosphere()
+    dense = mesh_from_trimesh(sphere)
+    small = mesh_from_trimesh(sphere, max_faces=200)
+    assert len(small.faces) <= 200 < len(dense.faces)
+    np.testing.assert_allclose(small.bounds(), dense.bounds(), atol=0.004)
+    assert small.colors.std() > 0.05  # colours moved over, not reset to the default grey
+
+
+def test_projection_matches_opencv_pixel_centres():
+    # a camera point projecting to pixel (j, i) must land at the centre of GL pixel (j, i)
+    P = gl_projection(K_SMALL, W, H, 0.1, 10.0)
+    X = np.array([0.03, -0.02, 0.7, 1.0])
+    clip = P @ X
+    ndc = clip[:2] / clip[3]
+    u, v = project_points(X[None, :3], np.eye(3), np.zeros(3), K_SMALL)[0]
+    np.testing.assert_allclose((ndc + 1) / 2 * [W, H] - 0.5, [u, v], atol=1e-9)
+
+
+def test_bad_inputs_raise_render_errors(renderer):
+    with pytest.raises(RenderError, match="K must be"):
+        gl_projection(np.eye(2), W, H, 0.1, 1.0)
+    with pytest.raises(RenderError, match="unknown mesh key 'nope'"):
+        renderer.render([RenderItem("nope", np.eye(3), np.zeros(3))], K_SMALL)
+    with pytest.raises(RenderError, match="need finite R"):
+        renderer.render([RenderItem("box", np.eye(3), np.array([0, 0, np.nan]))], K_SMALL)
