@@ -128,18 +128,30 @@ def vector_fields(  # noqa: PLR0917  (positional signature of docs/architecture.
     length = np.linalg.norm(direction, axis=-1)
     valid = np.isfinite(length) & (length > 1e-9)
     unit = np.where(valid[..., None], direction / np.where(valid, length, 1.0)[..., None], 0.0)
-    corners = np.where(valid[..., None], xy[:, :NUM_CORNERS, :], np.inf)
-    d2 = (np.arange(w) - corners[..., 0, None])[:, :, None, :] ** 2 + (np.arange(h) - corners[..., 1, None])[
-        :, :, :, None
-    ] ** 2  # (M, 8, h, w)
-    for c in np.unique(cls):
-        members = np.flatnonzero(cls == c)
-        d2_c = d2[members]
-        nearest = np.argmin(d2_c, axis=0)  # (8, h, w)
-        inside = np.take_along_axis(d2_c, nearest[None], axis=0)[0] <= radius**2
-        vec = unit[members][nearest, np.arange(NUM_CORNERS)[:, None, None]]  # (8, h, w, 2)
-        vec = np.where(inside[..., None], vec, 0.0).astype(np.float32)
-        block = out[c * VECTOR_CHANNELS_PER_CLASS : (c + 1) * VECTOR_CHANNELS_PER_CLASS]
-        block[0::2] = vec[..., 0]
-        block[1::2] = vec[..., 1]
+    # Each corner only touches a (2r+1)^2 window; a per-channel distance buffer lets the
+    # nearer corner win where two instances of one class overlap (first one on ties).
+    nearest_d2: dict[int, np.ndarray] = {}
+    for m, k in zip(*np.nonzero(valid), strict=True):
+        window = _window(xy[m, k], radius, h, w)
+        if window is None:
+            continue
+        (y0, y1, x0, x1), d2 = window
+        channel = int(cls[m]) * NUM_CORNERS + int(k)
+        best = nearest_d2.setdefault(channel, np.full((h, w), np.inf))[y0:y1, x0:x1]
+        take = (d2 <= radius**2) & (d2 < best)
+        best[take] = d2[take]
+        out[2 * channel, y0:y1, x0:x1][take] = unit[m, k, 0]
+        out[2 * channel + 1, y0:y1, x0:x1][take] = unit[m, k, 1]
     return out
+
+
+def _window(
+    center: np.ndarray, radius: float, h: int, w: int
+) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Clipped pixel window around ``center`` (output px) and its squared distances."""
+    x0, x1 = max(int(np.floor(center[0] - radius)), 0), min(int(np.ceil(center[0] + radius)) + 1, w)
+    y0, y1 = max(int(np.floor(center[1] - radius)), 0), min(int(np.ceil(center[1] + radius)) + 1, h)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    d2 = (np.arange(y0, y1) - center[1])[:, None] ** 2 + (np.arange(x0, x1) - center[0])[None, :] ** 2
+    return (y0, y1, x0, x1), d2
