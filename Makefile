@@ -1,0 +1,38 @@
+# hrpose_ros: the two commands are `make setup` and `make test` (see README.md).
+# Every target runs the tools of .venv, which `make setup` creates.
+
+VENV    ?= .venv
+PYTHON  := $(VENV)/bin/python
+# Whole-suite limit in seconds (each test also has the pytest-timeout of pyproject.toml).
+TEST_TIMEOUT ?= 3000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint format bench-decode colcon-check
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+setup:  ## create .venv and install everything (idempotent; pins in requirements.txt)
+	HRPOSE_VENV=$(VENV) scripts/setup_env.sh
+
+test:  ## run the whole test suite (GPU tests skip without a GPU)
+	timeout --kill-after=30 $(TEST_TIMEOUT) $(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint:  ## ruff check + format check
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format:  ## ruff format + safe fixes
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) -m ruff format .
+
+bench-decode:  ## median decode + PnP time, 1 object and 13 classes x 2 instances
+	$(PYTHON) scripts/bench_decode.py
+
+colcon-check:  ## colcon build of this package in a temporary workspace
+	VENV=$(VENV) scripts/colcon_check.sh
+
+# --- demo -------------------------------------------------------------------------------
+# The lead adds the `demo` target here (README's run command: `make demo`).
+# ----------------------------------------------------------------------------------------
