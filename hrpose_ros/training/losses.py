@@ -1,0 +1,157 @@
+"""Losses of HRPose: ground-truth MSE and integrated knowledge distillation.
+
+``L = L_gt + alpha * L_out + beta * L_fs`` (paper defaults alpha = 0.5, beta = 5e-5):
+
+- ``L_gt``: MSE between predicted and target belief maps, plus the same for vector fields;
+- ``L_out`` (output distillation): MSE between student and teacher belief maps, plus the
+  same for vector fields;
+- ``L_fs`` (feature-similarity distillation): mean squared difference between the spatial
+  cosine-similarity matrices of the student's and the teacher's fused backbone maps,
+  ``S[i, j] = cos(f_i, f_j)`` over spatial locations i, j.
+
+Memory: at 640x480 input the stride-4 map has 160x120 = 19200 locations, and a
+19200x19200 float matrix per image (1.4 GB) does not fit. Both feature maps are therefore
+adaptive-average-pooled to the same grid of at most ``max_locations`` cells (default 768,
+i.e. 32x24 for a 4:3 image, 2.4 MB per image), keeping the aspect ratio: each cell is the
+mean feature of a block of about 5x5 stride-4 pixels. Maps already small enough are not
+pooled.
+
+Teacher outputs are always detached here, so gradients reach the student only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LossWeights",
+    "feature_similarity_loss",
+    "output_distillation_loss",
+    "similarity_grid",
+    "similarity_matrix",
+    "target_loss",
+    "total_loss",
+]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the distillation terms and the similarity-matrix budget."""
+
+    alpha: float = 0.5
+    """Weight of output distillation ``L_out``."""
+    beta: float = 5e-5
+    """Weight of feature-similarity distillation ``L_fs``."""
+    max_locations: int = 768
+    """Most spatial cells of the pooled grid used for the similarity matrices."""
+
+
+def _check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+
+
+def target_loss(pred: dict[str, torch.Tensor], belief: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``L_gt``: MSE(belief) + MSE(vectors).
+
+    Args:
+        pred: network output with ``belief`` (N, C*9, h, w) and ``vectors`` (N, C*16, h, w).
+        belief: (N, C*9, h, w) target belief maps.
+        vectors: (N, C*16, h, w) target vector fields.
+    """
+    _check_same_shape(pred["belief"], belief, "belief target")
+    _check_same_shape(pred["vectors"], vectors, "vector target")
+    return F.mse_loss(pred["belief"].float(), belief.float()) + F.mse_loss(
+        pred["vectors"].float(), vectors.float()
+    )
+
+
+def output_distillation_loss(
+    student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """``L_out``: MSE between student and (detached) teacher belief maps and vector fields."""
+    loss = student["belief"].new_zeros((), dtype=torch.float32)
+    for key in ("belief", "vectors"):
+        _check_same_shape(student[key], teacher[key], f"output distillation ({key})")
+        loss = loss + F.mse_loss(student[key].float(), teacher[key].detach().float())
+    return loss
+
+
+def similarity_grid(height: int, width: int, max_locations: int = 768) -> tuple[int, int]:
+    """Grid (h, w) with at most ``max_locations`` cells and about the aspect ratio of height x width."""
+    if height < 1 or width < 1 or max_locations < 1:
+        raise ValueError(f"need positive sizes, got {height}x{width}, max_locations={max_locations}")
+    if height * width <= max_locations:
+        return height, width
+    scale = math.sqrt(max_locations / (height * width))
+    return max(1, int(height * scale)), max(1, int(width * scale))
+
+
+def similarity_matrix(features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Spatial cosine-similarity matrix of a feature map pooled to ``grid``.
+
+    Args:
+        features: (N, F, H, W) feature map.
+        grid: (h, w) pooled size.
+
+    Returns:
+        (N, h*w, h*w) float32, entry [n, i, j] = cosine similarity of locations i and j.
+    """
+    if features.dim() != 4:
+        raise ValueError(f"features must be (N, F, H, W), got {tuple(features.shape)}")
+    pooled = F.adaptive_avg_pool2d(features.float(), grid)
+    flat = F.normalize(pooled.flatten(2), dim=1, eps=1e-8)  # (N, F, h*w), unit columns
+    return flat.transpose(1, 2) @ flat
+
+
+def feature_similarity_loss(
+    student_features: torch.Tensor, teacher_features: torch.Tensor, max_locations: int = 768
+) -> torch.Tensor:
+    """``L_fs``: mean squared difference of the student's and teacher's similarity matrices.
+
+    Channel counts may differ (only spatial similarities are compared). Both maps are pooled
+    to the grid of the smaller one, capped at ``max_locations`` cells (see module docstring).
+    """
+    if student_features.shape[0] != teacher_features.shape[0]:
+        raise ValueError(
+            f"feature distillation: batch sizes differ, {student_features.shape[0]} vs "
+            f"{teacher_features.shape[0]}"
+        )
+    height = min(student_features.shape[-2], teacher_features.shape[-2])
+    width = min(student_features.shape[-1], teacher_features.shape[-1])
+    grid = similarity_grid(height, width, max_locations)
+    s_student = similarity_matrix(student_features, grid)
+    s_teacher = similarity_matrix(teacher_features.detach(), grid)
+    return F.mse_loss(s_student, s_teacher)
+
+
+def total_loss(
+    student: dict[str, torch.Tensor],
+    belief: torch.Tensor,
+    vectors: torch.Tensor,
+    teacher: dict[str, torch.Tensor] | None = None,
+    weights: LossWeights | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``L_gt + alpha * L_out + beta * L_fs``; without a teacher, ``L_gt`` only.
+
+    A term whose weight is 0 is not computed. Returns the total and a dict of the detached
+    terms (``gt``, ``out``, ``fs``, ``total``) for logging.
+    """
+    weights = weights or LossWeights()
+    loss_gt = target_loss(student, belief, vectors)
+    total = loss_gt
+    parts = {"gt": float(loss_gt.detach())}
+    if teacher is not None and weights.alpha != 0.0:
+        loss_out = output_distillation_loss(student, teacher)
+        total = total + weights.alpha * loss_out
+        parts["out"] = float(loss_out.detach())
+    if teacher is not None and weights.beta != 0.0:
+        loss_fs = feature_similarity_loss(student["features"], teacher["features"], weights.max_locations)
+        total = total + weights.beta * loss_fs
+        parts["fs"] = float(loss_fs.detach())
+    parts["total"] = float(total.detach())
+    return total, parts

@@ -1,0 +1,604 @@
+"""``hrpose-train``: train the teacher, or the student with integrated knowledge distillation.
+
+Usage::
+
+    hrpose-train teacher --config config/train_teacher.yaml
+    hrpose-train student --teacher runs/teacher/last.pt --config config/train_student.yaml
+    hrpose-train student ... --set optim.lr=2e-4 --set distill.beta=0   # any field, dotted
+    hrpose-train teacher ... --resume                                   # continue runs/.../last.pt
+
+Each epoch ends with an atomic checkpoint (``<out_dir>/last.pt``) holding the model,
+optimiser, scheduler, AMP scaler, counters and every RNG state, so ``--resume`` continues
+exactly: the weights after a resumed run equal those of an uninterrupted one. An
+interruption (Ctrl-C, ``--max-steps``) mid-epoch also writes ``last.pt``; the resume then
+replays that epoch's shuffling and skips the batches already trained. A NaN/inf loss stops
+training with ``NonFiniteLossError`` (exit status 2). Mixed precision (float16 autocast +
+GradScaler) is used on CUDA; CPU runs in float32. TensorBoard logs go to ``<out_dir>/tb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hrpose_ros.geometry.objects import Catalogue, load_catalogue
+from hrpose_ros.training.checkpoint import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    capture_rng_state,
+    load_checkpoint,
+    model_from_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from hrpose_ros.training.config import TrainConfig, config_to_dict, load_config
+from hrpose_ros.training.losses import LossWeights, total_loss
+from hrpose_ros.training.model import OUTPUT_STRIDE, HRPoseNet, count_parameters, create_model
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingError",
+    "build_datasets",
+    "build_optimizer",
+    "build_scheduler",
+    "load_teacher",
+    "main",
+    "make_loader",
+    "seed_everything",
+    "select_device",
+]
+
+_log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (bad teacher, mismatched resume, empty data)."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite; the message gives the epoch, step and loss terms."""
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; otherwise ``torch.device(name)`` (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    import random  # noqa: PLC0415
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader worker init: seed numpy and python from the worker's torch seed."""
+    import random  # noqa: PLC0415
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def load_teacher(path: str | Path, num_classes: int, device: torch.device) -> HRPoseNet:
+    """Load a trained teacher, frozen: eval mode (fixed BatchNorm statistics), no gradients."""
+    teacher, info = model_from_checkpoint(path)
+    if info["num_classes"] != num_classes:
+        raise TrainingError(
+            f"teacher {path} was trained for {info['num_classes']} classes, the student has {num_classes}"
+        )
+    teacher.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters (the paper's optimiser)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.StepLR:
+    """Step schedule per epoch: lr x ``lr_gamma`` every ``lr_step_epochs`` (paper: x0.5 every 20)."""
+    return torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=cfg.optim.lr_step_epochs, gamma=cfg.optim.lr_gamma
+    )
+
+
+def make_loader(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    collate_fn: Callable | None = None,
+    shuffle: bool = True,
+) -> DataLoader:
+    """Shuffling loader whose order and worker seeds come from ``generator`` only."""
+    workers = cfg.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle and len(dataset) >= cfg.batch_size,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        generator=generator,
+        worker_init_fn=_seed_worker,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def build_datasets(
+    cfg: TrainConfig, catalogue: Catalogue, targets_in_loader: bool = True
+) -> tuple[Dataset, Dataset | None, Callable]:
+    """Training (augmented) and optional validation ``BopPoseDataset``, plus their collate.
+
+    ``targets_in_loader=False`` leaves the belief/vector targets to the training device
+    (``training.targets_torch``), the fast path on a GPU.
+    """
+    from hrpose_ros.training import dataset as ds  # noqa: PLC0415 (renderer stack only when training)
+
+    common = {
+        "catalogue": catalogue,
+        "input_size": (cfg.data.input_width, cfg.data.input_height),
+        "stride": OUTPUT_STRIDE,
+        "sigma": cfg.data.sigma,
+        "radius": cfg.data.radius,
+        "seed": cfg.seed,
+        "with_targets": targets_in_loader,
+    }
+    train = ds.BopPoseDataset(cfg.data.train_dir, augment=cfg.data.augment, **common)
+    val = ds.BopPoseDataset(cfg.data.val_dir, augment=False, **common) if cfg.data.val_dir else None
+    return train, val, ds.collate
+
+
+def _targets(batch: dict[str, Any], cfg: TrainConfig, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's belief/vector targets: from the loader, or built on the device from keypoints."""
+    if "belief" in batch:
+        return batch["belief"], batch["vectors"]
+    from hrpose_ros.training.targets_torch import batch_targets  # noqa: PLC0415
+
+    image = batch["image"]
+    out_hw = (image.shape[-2] // OUTPUT_STRIDE, image.shape[-1] // OUTPUT_STRIDE)
+    return batch_targets(batch, num_classes, out_hw, OUTPUT_STRIDE, cfg.data.sigma, cfg.data.radius)
+
+
+def _autocast(device: torch.device, enabled: bool) -> Any:
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class Trainer:
+    """One training run: model (+ frozen teacher), optimiser, schedule, loaders, logging.
+
+    Args:
+        cfg: the run's configuration.
+        train_set: dataset yielding dicts with ``image`` (3, H, W), ``belief`` and ``vectors``.
+        catalogue: object classes, in channel order.
+        collate_fn: batches the dataset's dicts (the data engine's padding collate).
+        val_set: optional dataset for the per-epoch validation loss and overlays.
+        teacher: frozen teacher (student role only).
+        preview_set: un-augmented images for the TensorBoard overlays (default: ``val_set``;
+            never the augmented training set, whose random state must only advance in training).
+
+    Exact resume needs every random source of an epoch to be restorable: the RNG states
+    are captured at each epoch start, and a training dataset with ``state_dict`` /
+    ``load_state_dict`` methods has its own state saved alongside.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_set: Dataset,
+        catalogue: Catalogue,
+        *,
+        collate_fn: Callable | None = None,
+        val_set: Dataset | None = None,
+        teacher: HRPoseNet | None = None,
+        preview_set: Dataset | None = None,
+    ) -> None:
+        if cfg.role == "student" and teacher is None and (cfg.distill.alpha or cfg.distill.beta):
+            raise TrainingError("student training with distillation needs a teacher checkpoint (--teacher)")
+        self.cfg = cfg
+        self.catalogue = catalogue
+        self.device = select_device(cfg.device)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        seed_everything(cfg.seed)
+        self.model = create_model(cfg.model, len(catalogue), pretrained_path=cfg.pretrained or None)
+        self.model.to(self.device)
+        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
+        self.weights = LossWeights(cfg.distill.alpha, cfg.distill.beta, cfg.distill.max_locations)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
+        self.generator = torch.Generator()
+        self.generator.manual_seed(cfg.seed)
+        self.train_loader = make_loader(train_set, cfg, self.generator, collate_fn)
+        self.val_loader = (
+            make_loader(val_set, cfg, torch.Generator(), collate_fn, shuffle=False) if val_set else None
+        )
+        self.preview_set = preview_set if preview_set is not None else val_set
+        self.out_dir = Path(cfg.out_dir)
+        self.epoch = 0
+        self.batches_done = 0
+        self.global_step = 0
+        self.epoch_rng = self._capture_epoch_start()
+        self.history: list[dict[str, float]] = []
+        self._writer: Any = None
+
+    def _capture_epoch_start(self) -> dict[str, Any]:
+        state = capture_rng_state(self.generator)
+        dataset = self.train_loader.dataset
+        if hasattr(dataset, "state_dict"):
+            state["dataset"] = dataset.state_dict()
+        return state
+
+    def _restore_epoch_start(self) -> None:
+        restore_rng_state(self.epoch_rng, self.generator)
+        if "dataset" in self.epoch_rng:
+            self.train_loader.dataset.load_state_dict(self.epoch_rng["dataset"])
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``resume`` needs, plus what evaluation/export need to rebuild the model."""
+        return {
+            "model_name": self.cfg.model,
+            "model": self.model.state_dict(),
+            "model_info": {
+                "variant": self.cfg.model,
+                "num_classes": len(self.catalogue),
+                "classes": list(self.catalogue.names),
+                "object_ids": [int(o.id) for o in self.catalogue],
+                "input_size": [self.cfg.data.input_width, self.cfg.data.input_height],
+                "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD),
+                "role": self.cfg.role,
+            },
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batches_done": self.batches_done,
+            "global_step": self.global_step,
+            "rng": self.epoch_rng,
+            "config": config_to_dict(self.cfg),
+            "history": self.history,
+        }
+
+    def save(self) -> Path:
+        """Write ``last.pt`` atomically."""
+        return save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    def resume(self, path: str | Path) -> None:
+        """Restore a checkpoint written by ``save``: continue where it stopped, exactly."""
+        state = load_checkpoint(path)
+        info = state.get("model_info", {})
+        if info.get("variant") != self.cfg.model or info.get("num_classes") != len(self.catalogue):
+            raise TrainingError(
+                f"cannot resume {path}: it holds {info.get('variant')} with {info.get('num_classes')} "
+                f"classes, this run is {self.cfg.model} with {len(self.catalogue)}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batches_done = state["epoch"], state["batches_done"]
+        self.global_step = state["global_step"]
+        self.epoch_rng = state["rng"]
+        self.history = list(state.get("history", []))
+        _log.info(
+            "resumed %s at epoch %d, batch %d, step %d", path, self.epoch, self.batches_done, self.global_step
+        )
+
+    # ---------------------------------------------------------------- steps
+    def _teacher_outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        if self.teacher is None:
+            return None
+        with torch.no_grad(), _autocast(self.device, self.use_amp):
+            return self.teacher(image)
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step on one batch; returns the loss terms. Raises on a NaN/inf loss."""
+        batch = _to_device(batch, self.device)
+        teacher_out = self._teacher_outputs(batch["image"])
+        with _autocast(self.device, self.use_amp):
+            out = self.model(batch["image"])
+        belief, vectors = _targets(batch, self.cfg, len(self.catalogue))
+        loss, parts = total_loss(out, belief, vectors, teacher_out, self.weights)
+        if not math.isfinite(parts["total"]):
+            raise NonFiniteLossError(
+                f"loss is {parts['total']} at epoch {self.epoch + 1}, step {self.global_step + 1} "
+                f"(terms {parts}); lower optim.lr, check the data, or disable amp"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.global_step += 1
+        return parts
+
+    def _skip(self, it: Iterator, count: int) -> None:
+        """Draw and drop ``count`` batches (resume mid-epoch: same order and augmentation)."""
+        for _ in range(count):
+            next(it)
+
+    def _budget_left(self) -> bool:
+        return not self.cfg.max_steps or self.global_step < self.cfg.max_steps
+
+    def train_epoch(self) -> dict[str, float] | None:
+        """Train the epoch in progress; returns its mean loss terms, or None if stopped early."""
+        from tqdm import tqdm  # noqa: PLC0415
+
+        self._restore_epoch_start()
+        self.model.train()
+        total_batches = len(self.train_loader)
+        if self.cfg.limit_batches:
+            total_batches = min(total_batches, self.cfg.limit_batches)
+        it = iter(self.train_loader)
+        self._skip(it, self.batches_done)
+        sums: dict[str, float] = {}
+        count, images, start = 0, 0, time.perf_counter()
+        bar = tqdm(
+            total=total_batches,
+            initial=self.batches_done,
+            desc=f"epoch {self.epoch + 1}",
+            leave=False,
+            dynamic_ncols=True,
+        )
+        with bar:
+            while self.batches_done < total_batches:
+                if not self._budget_left():
+                    return None
+                batch = next(it)
+                parts = self.train_step(batch)
+                self.batches_done += 1
+                count += 1
+                images += int(batch["image"].shape[0])
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['total']:.3g}")
+                self._log_step(parts)
+        elapsed = time.perf_counter() - start
+        means = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+        means["train/images_per_s"] = images / elapsed if elapsed > 0 else float("nan")
+        return means
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean loss terms on the validation set (empty dict without one)."""
+        if self.val_loader is None:
+            return {}
+        self.model.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        for raw in self.val_loader:
+            batch = _to_device(raw, self.device)
+            with _autocast(self.device, self.use_amp):
+                out = self.model(batch["image"])
+            belief, vectors = _targets(batch, self.cfg, len(self.catalogue))
+            _, parts = total_loss(out, belief, vectors, self._teacher_outputs(batch["image"]), self.weights)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+        return {f"val/{k}": v / max(count, 1) for k, v in sums.items()}
+
+    # ---------------------------------------------------------------- logging
+    def _tb(self) -> Any:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+
+            self._writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.global_step or None)
+        return self._writer
+
+    def _log_step(self, parts: dict[str, float]) -> None:
+        if self.cfg.log_every and self.global_step % self.cfg.log_every == 0:
+            writer = self._tb()
+            for k, v in parts.items():
+                writer.add_scalar(f"step/{k}", v, self.global_step)
+            writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+
+    def _log_epoch(self, metrics: dict[str, float]) -> None:
+        writer = self._tb()
+        for k, v in metrics.items():
+            writer.add_scalar(k, v, self.epoch + 1)
+        if self.cfg.overlay_every and (self.epoch + 1) % self.cfg.overlay_every == 0:
+            self._log_overlays(writer)
+        writer.flush()
+
+    def _log_overlays(self, writer: Any) -> None:
+        from hrpose_ros.training.overlay import sample_overlays  # noqa: PLC0415
+
+        if self.preview_set is None:
+            return
+        try:
+            images = sample_overlays(self.model, self.preview_set, self.catalogue, self.device, count=4)
+        except Exception as exc:  # an overlay must never stop a training run
+            _log.warning("skipping TensorBoard overlays: %s", exc)
+            return
+        for i, image in enumerate(images):
+            writer.add_image(f"overlay/{i}", image, self.epoch + 1, dataformats="HWC")
+
+    # ---------------------------------------------------------------- loop
+    def fit(self) -> list[dict[str, float]]:
+        """Train until ``epochs`` (or ``max_steps``); checkpoint every epoch. Returns the history."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _log.info(
+            "training %s (%s, %.2fM parameters) on %s, amp=%s",
+            self.cfg.model,
+            self.cfg.role,
+            count_parameters(self.model) / 1e6,
+            self.device,
+            self.use_amp,
+        )
+        try:
+            while self.epoch < self.cfg.epochs:
+                means = self.train_epoch()
+                if means is None:  # max_steps reached mid-epoch
+                    self.save()
+                    break
+                metrics = {**means, **self.validate(), "lr": self.optimizer.param_groups[0]["lr"]}
+                self._log_epoch(metrics)
+                self.history.append({"epoch": self.epoch + 1, **metrics})
+                _log.info(
+                    "epoch %d/%d: %s",
+                    self.epoch + 1,
+                    self.cfg.epochs,
+                    ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                )
+                self.scheduler.step()
+                self.epoch += 1
+                self.batches_done = 0
+                self.epoch_rng = self._capture_epoch_start()
+                self.save()
+                if not self._budget_left():
+                    break
+        except KeyboardInterrupt:
+            _log.warning("interrupted: saving %s (resume with --resume)", self.checkpoint_path)
+            self.save()
+            raise
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+        return self.history
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hrpose-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("role", choices=("teacher", "student"), help="what to train")
+    parser.add_argument("--config", help="YAML training config (fields of TrainConfig)")
+    parser.add_argument("--teacher", help="teacher checkpoint (student role)")
+    parser.add_argument("--data", help="training BOP folder (data.train_dir)")
+    parser.add_argument("--val", help="validation BOP folder (data.val_dir)")
+    parser.add_argument("--objects", help="object catalogue YAML (data.objects)")
+    parser.add_argument("--out", help="output folder (out_dir)")
+    parser.add_argument("--model", help="model variant (default: hrpose_teacher / hrpose_student)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    parser.add_argument("--limit-batches", type=int, help="batches per epoch at most")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        help="continue from a checkpoint (default: <out>/last.pt)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. optim.lr=2e-4 (repeatable)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    mapping = {
+        "teacher": "teacher_checkpoint",
+        "data": "data.train_dir",
+        "val": "data.val_dir",
+        "objects": "data.objects",
+        "out": "out_dir",
+        "model": "model",
+        "epochs": "epochs",
+        "batch_size": "batch_size",
+        "device": "device",
+        "max_steps": "max_steps",
+        "limit_batches": "limit_batches",
+    }
+    out = [f"role={args.role}"]
+    if args.role == "student" and args.model is None:
+        out.append("model=hrpose_student")
+    out += [
+        f"{key}={getattr(args, name)}" for name, key in mapping.items() if getattr(args, name) is not None
+    ]
+    return out + list(args.set)
+
+
+def run(cfg: TrainConfig, resume: str | None = None) -> list[dict[str, float]]:
+    """Build data, teacher and trainer from ``cfg`` and train; ``resume``: checkpoint path or ''."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    catalogue = load_catalogue(cfg.data.objects, cfg.data.mesh_dir or None)
+    on_gpu = select_device(cfg.device).type == "cuda"
+    train_set, val_set, collate = build_datasets(cfg, catalogue, targets_in_loader=not on_gpu)
+    teacher = None
+    if cfg.role == "student" and (cfg.distill.alpha or cfg.distill.beta):
+        if not cfg.teacher_checkpoint:
+            raise TrainingError("student training needs --teacher CKPT (or distill.alpha=0 distill.beta=0)")
+        teacher = load_teacher(cfg.teacher_checkpoint, len(catalogue), select_device(cfg.device))
+    preview = val_set
+    if preview is None and cfg.overlay_every:
+        preview = build_datasets(replace(cfg, data=replace(cfg.data, augment=False)), catalogue)[0]
+    trainer = Trainer(
+        cfg, train_set, catalogue, collate_fn=collate, val_set=val_set, teacher=teacher, preview_set=preview
+    )
+    if resume is not None:
+        trainer.resume(resume or trainer.checkpoint_path)
+    return trainer.fit()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (2 on a NaN/inf loss, 1 on other errors)."""
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cfg = load_config(args.config, _overrides(args))
+        history = run(cfg, args.resume)
+    except NonFiniteLossError as exc:
+        print(f"hrpose-train: stopped, {exc}", file=sys.stderr)
+        return 2
+    except (TrainingError, ValueError, FileNotFoundError) as exc:
+        print(f"hrpose-train: error: {exc}", file=sys.stderr)
+        return 1
+    if history:
+        last = history[-1]
+        print(
+            f"last completed epoch {int(last['epoch'])}: loss {last.get('train/total', float('nan')):.4g}, "
+            f"{last.get('train/images_per_s', float('nan')):.1f} images/s; checkpoint {cfg.out_dir}/"
+            f"{CHECKPOINT_NAME}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

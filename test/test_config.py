@@ -1,0 +1,68 @@
+"""Training configuration: paper defaults, YAML files, dotted overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hrpose_ros.training.config import ConfigError, TrainConfig, config_to_dict, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+def test_defaults_are_the_papers_schedule() -> None:
+    cfg = TrainConfig()
+    assert (cfg.epochs, cfg.batch_size, cfg.optim.lr, cfg.optim.lr_step_epochs, cfg.optim.lr_gamma) == (
+        120,
+        32,
+        1e-4,
+        20,
+        0.5,
+    )
+    assert (cfg.distill.alpha, cfg.distill.beta) == (0.5, 5e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "model"),
+    [
+        ("train_teacher.yaml", "teacher", "hrpose_teacher"),
+        ("train_student.yaml", "student", "hrpose_student"),
+    ],
+)
+def test_shipped_yaml_files_load_and_keep_the_defaults(name: str, role: str, model: str) -> None:
+    cfg = load_config(CONFIG_DIR / name)
+    assert (cfg.role, cfg.model) == (role, model)
+    defaults = config_to_dict(TrainConfig())
+    loaded = config_to_dict(cfg)
+    for section in ("optim", "distill"):
+        assert loaded[section] == defaults[section]
+    assert loaded["epochs"] == defaults["epochs"] and loaded["batch_size"] == defaults["batch_size"]
+
+
+def test_overrides_apply_after_the_file_and_parse_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 7\noptim:\n  lr: 3.0e-4\n")
+    cfg = load_config(path, ["optim.lr=1e-3", "data.augment=false", "batch_size=4"])
+    assert cfg.epochs == 7 and cfg.optim.lr == 1e-3 and cfg.data.augment is False and cfg.batch_size == 4
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "optim.lrr"),
+        ("epochs=many", "epochs must be int"),
+        ("data.augment=3", "data.augment must be true or false"),
+        ("role=pupil", "role must be one of"),
+        ("data.input_width=100", "multiples of 32"),
+        ("epochs", "key=value"),
+    ],
+)
+def test_bad_values_name_the_field(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,148 @@
+"""Losses: each term is zero for identical inputs, positive otherwise; gradients reach the student only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hrpose_ros.training.losses import (
+    LossWeights,
+    feature_similarity_loss,
+    output_distillation_loss,
+    similarity_grid,
+    similarity_matrix,
+    target_loss,
+    total_loss,
+)
+from hrpose_ros.training.model import create_model
+
+torch.set_num_threads(1)
+
+
+def _outputs(
+    seed: int, *, n: int = 2, c: int = 2, h: int = 12, w: int = 16, f: int = 8
+) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "belief": torch.rand(n, c * 9, h, w, generator=g),
+        "vectors": torch.randn(n, c * 16, h, w, generator=g),
+        "features": torch.randn(n, f, h, w, generator=g),
+    }
+
+
+def test_target_loss_is_zero_for_a_perfect_prediction_and_positive_otherwise() -> None:
+    a, b = _outputs(0), _outputs(1)
+    assert target_loss(a, a["belief"], a["vectors"]).item() == 0.0
+    assert target_loss(a, b["belief"], a["vectors"]).item() > 0.0
+    assert target_loss(a, a["belief"], b["vectors"]).item() > 0.0
+
+
+def test_target_loss_is_the_sum_of_the_two_mses() -> None:
+    a, b = _outputs(0), _outputs(1)
+    expected = ((a["belief"] - b["belief"]) ** 2).mean() + ((a["vectors"] - b["vectors"]) ** 2).mean()
+    assert torch.allclose(target_loss(a, b["belief"], b["vectors"]), expected)
+
+
+def test_output_distillation_is_zero_for_identical_outputs_and_positive_otherwise() -> None:
+    a, b = _outputs(0), _outputs(1)
+    assert output_distillation_loss(a, a).item() == 0.0
+    assert output_distillation_loss(a, b).item() > 0.0
+
+
+def test_feature_similarity_is_zero_for_identical_features_and_positive_otherwise() -> None:
+    a, b = _outputs(0), _outputs(1)
+    assert feature_similarity_loss(a["features"], a["features"]).item() == pytest.approx(0.0, abs=1e-12)
+    assert feature_similarity_loss(a["features"], b["features"]).item() > 1e-4
+
+
+def test_feature_similarity_compares_spatial_structure_not_channels_or_scale() -> None:
+    """S is a cosine similarity: scaling features or changing the channel count leaves it unchanged."""
+    f = _outputs(0, f=8)["features"]
+    wider = torch.cat([f, f], dim=1)  # 16 channels, same cosine similarities
+    assert feature_similarity_loss(3.0 * f, f).item() == pytest.approx(0.0, abs=1e-10)
+    assert feature_similarity_loss(wider, f).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_similarity_matrix_is_cosine_similarity_of_locations() -> None:
+    f = _outputs(0, n=1, h=3, w=4)["features"]
+    s = similarity_matrix(f, (3, 4))
+    v = f[0].flatten(1)  # (F, 12)
+    i, j = 2, 7
+    assert s.shape == (1, 12, 12)
+    assert s[0, i, j].item() == pytest.approx(
+        torch.cosine_similarity(v[:, i], v[:, j], dim=0).item(), abs=1e-6
+    )
+    assert torch.allclose(torch.diagonal(s[0]), torch.ones(12), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "expected"),
+    [(120, 160, (24, 32)), (48, 64, (24, 32)), (24, 32, (24, 32)), (12, 16, (12, 16)), (160, 120, (32, 24))],
+)
+def test_similarity_grid_caps_locations_and_keeps_aspect(h: int, w: int, expected: tuple[int, int]) -> None:
+    grid = similarity_grid(h, w, 768)
+    assert grid == expected
+    assert grid[0] * grid[1] <= 768
+
+
+def test_feature_similarity_of_a_full_resolution_map_fits_memory() -> None:
+    """640x480 input -> 120x160 stride-4 map: pooled to 24x32, so S is 768x768, not 19200x19200."""
+    f = torch.randn(1, 4, 120, 160)
+    loss = feature_similarity_loss(f, torch.randn(1, 4, 120, 160))
+    assert torch.isfinite(loss)
+
+
+def test_shape_mismatch_names_the_term() -> None:
+    a, b = _outputs(0), _outputs(1, c=3)
+    with pytest.raises(ValueError, match="output distillation"):
+        output_distillation_loss(a, b)
+    with pytest.raises(ValueError, match="belief target"):
+        target_loss(a, b["belief"], a["vectors"])
+
+
+def test_total_loss_weights_the_terms() -> None:
+    s, t, gt = _outputs(0), _outputs(1), _outputs(2)
+    w = LossWeights(alpha=0.5, beta=5e-5)
+    total, parts = total_loss(s, gt["belief"], gt["vectors"], t, w)
+    assert total.item() == pytest.approx(parts["gt"] + 0.5 * parts["out"] + 5e-5 * parts["fs"], rel=1e-6)
+    only_gt, parts_gt = total_loss(s, gt["belief"], gt["vectors"])
+    assert set(parts_gt) == {"gt", "total"}
+    assert only_gt.item() == pytest.approx(parts["gt"])
+
+
+def test_gradient_reaches_the_student_only() -> None:
+    """Distillation against a real teacher: the teacher's weights get no gradient at all."""
+    torch.manual_seed(0)
+    student = create_model("hrpose_tiny", 2).train()
+    teacher = create_model("hrpose_tiny", 2, head_width=16).eval()
+    image = torch.randn(2, 3, 64, 64)
+    t_out = teacher(image)  # deliberately WITH autograd: the losses must detach it themselves
+    s_out = student(image)
+    gt = {k: torch.zeros_like(v) for k, v in s_out.items()}
+    loss, _ = total_loss(s_out, gt["belief"], gt["vectors"], t_out, LossWeights(alpha=0.5, beta=1.0))
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    grads = [p.grad for p in student.parameters()]
+    assert all(g is not None for g in grads)
+    assert student.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("term", ["out", "fs"])
+def test_each_distillation_term_alone_moves_the_student(term: str) -> None:
+    torch.manual_seed(0)
+    student = create_model("hrpose_tiny", 1).train()
+    teacher = create_model("hrpose_tiny", 1).eval()
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        t_out = teacher(image)
+    s_out = student(image)
+    loss = (
+        output_distillation_loss(s_out, t_out)
+        if term == "out"
+        else feature_similarity_loss(s_out["features"], t_out["features"])
+    )
+    assert loss.item() > 0
+    loss.backward()
+    assert student.backbone.conv1.weight.grad.abs().sum() > 0
+    if term == "fs":  # the regressor is after the features: no gradient from L_fs
+        assert student.belief_head.weight.grad is None
