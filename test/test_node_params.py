@@ -1,0 +1,215 @@
+"""Node parameters: one source of defaults, validation naming the parameter, live threshold changes."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from hrpose_ros.geometry.decode import DecodeParams
+from hrpose_ros.node_params import (
+    DECODE_PARAM_SPECS,
+    NODE_NAME,
+    PARAM_SPECS,
+    NodeConfigError,
+    decode_params_from,
+    validate_params,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_MODEL = ROOT / "test" / "data" / "fixture_model" / "fixture.json"
+FIXTURE_STREAM = ROOT / "test" / "data" / "fixture_stream"
+SPECS = {s.name: s for s in PARAM_SPECS}
+
+
+def _defaults() -> dict:
+    return {s.name: s.default for s in PARAM_SPECS}
+
+
+# ------------------------------------------------------------------ one source of defaults
+
+
+def test_decoder_parameters_are_exactly_the_decode_params_fields_with_its_defaults():
+    fields = [f.name for f in dataclasses.fields(DecodeParams)]
+    assert [s.name for s in DECODE_PARAM_SPECS] == fields
+    defaults = DecodeParams()
+    for spec in DECODE_PARAM_SPECS:
+        assert spec.default == getattr(defaults, spec.name), spec.name
+        assert spec.value_range is not None, f"{spec.name} has no declared range"
+        assert spec.value_range[0] <= spec.default <= spec.value_range[1]
+
+
+def test_config_yaml_lists_every_parameter_with_the_node_default():
+    data = yaml.safe_load((ROOT / "config" / "hrpose.yaml").read_text())
+    params = data[NODE_NAME]["ros__parameters"]
+    assert set(params) == set(SPECS)
+    for name, value in params.items():
+        assert value == SPECS[name].default, name
+        assert type(value) is type(SPECS[name].default), name
+
+
+def test_launch_defaults_agree_with_the_node():
+    tree = ast.parse((ROOT / "launch" / "pose.launch.py").read_text())
+    declared = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument":
+            kw = {k.arg: k.value for k in node.keywords}
+            declared[ast.literal_eval(node.args[0])] = kw["default_value"]
+    assert ast.literal_eval(declared["backend"]) == SPECS["backend"].default
+    assert "hrpose.yaml" in ast.unparse(declared["params_file"])
+
+
+def test_every_parameter_is_described_and_model_backend_catalogue_are_read_only():
+    for spec in PARAM_SPECS:
+        assert spec.description.strip(), spec.name
+    for name in ("model", "backend", "catalogue", "engine_cache_dir"):
+        assert SPECS[name].read_only, name
+    for spec in DECODE_PARAM_SPECS:
+        assert not spec.read_only, spec.name
+
+
+def test_decode_params_from_values_converts_types():
+    params = decode_params_from({"peak_threshold": 1, "min_keypoints": 6.0, "backend": "auto"})
+    assert params.peak_threshold == 1.0 and isinstance(params.peak_threshold, float)
+    assert params.min_keypoints == 6 and isinstance(params.min_keypoints, int)
+
+
+# ------------------------------------------------------------------ validation names the parameter
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("backend", "cuda"),
+        ("camera_info_mode", "nearest"),
+        ("qos_reliability", "fast"),
+        ("model", ""),
+        ("classes", []),
+        ("tf_prefix", "/abs"),
+        ("peak_threshold", 1.5),
+        ("min_keypoints", 2),
+    ],
+)
+def test_bad_value_is_rejected_naming_the_parameter(name, value):
+    values = {**_defaults(), "model": "m.json", name: value}
+    with pytest.raises(NodeConfigError, match=f"'{name}'"):
+        validate_params(values)
+
+
+def test_default_values_with_a_model_are_valid():
+    validate_params({**_defaults(), "model": "m.json"})
+
+
+# ------------------------------------------------------------------ the node in-process
+
+
+@pytest.fixture
+def context():
+    rclpy = pytest.importorskip("rclpy")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=1 + os.getpid() % 100)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+def _node(context, **overrides):
+    from rclpy.parameter import Parameter  # noqa: PLC0415 (ros tests only)
+
+    from hrpose_ros.node import HRPoseNode  # noqa: PLC0415
+
+    params = [Parameter(k, value=v) for k, v in overrides.items()]
+    return HRPoseNode(context=context, parameter_overrides=params)
+
+
+@pytest.mark.ros
+def test_node_refuses_out_of_range_threshold_naming_it(context):
+    from rclpy.exceptions import ParameterException  # noqa: PLC0415
+
+    with pytest.raises(ParameterException, match="peak_threshold"):
+        _node(context, model="m.json", peak_threshold=2.0)
+
+
+@pytest.mark.ros
+def test_node_refuses_unknown_backend_naming_it(context):
+    with pytest.raises(NodeConfigError, match="'backend'"):
+        _node(context, model="m.json", backend="cuda")
+
+
+@pytest.mark.ros
+def test_node_refuses_missing_model_naming_the_file(context, tmp_path):
+    from hrpose_ros.runtime.bundle import BundleError  # noqa: PLC0415
+
+    missing = tmp_path / "nothing.json"
+    with pytest.raises(BundleError, match=r"nothing\.json"):
+        _node(context, model=str(missing))
+
+
+needs_fixture = pytest.mark.skipif(
+    not FIXTURE_MODEL.is_file(), reason="fixture model missing: run scripts/make_fixture_model.py"
+)
+
+
+def _frame_messages(stamp_sec: int):
+    """(Image, CameraInfo) of every fixture frame, stamped ``stamp_sec + i``."""
+    from std_msgs.msg import Header  # noqa: PLC0415
+
+    from hrpose_ros.player import frame_messages  # noqa: PLC0415
+    from hrpose_ros.training.bop import read_dataset  # noqa: PLC0415
+
+    out = []
+    for i, frame in enumerate(read_dataset(FIXTURE_STREAM)):
+        header = Header(frame_id="cam")
+        header.stamp.sec = stamp_sec + i
+        out.append(frame_messages(cv2.imread(str(frame.rgb_path)), frame.K, header))
+    return out
+
+
+def _process(node, image, info) -> list:
+    node._on_camera_info(info)
+    return node.process_image(image)
+
+
+@pytest.mark.ros
+@needs_fixture
+def test_live_threshold_change_takes_effect(context):
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    node = _node(context, model=str(FIXTURE_MODEL), backend="onnxruntime", inference_threads=1)
+    try:
+        counts = [len(_process(node, image, info)) for image, info in _frame_messages(10)]
+        best = int(np.argmax(counts))
+        assert counts[best] > 0, "the fixture model finds nothing in the fixture stream"
+        result = node.set_parameters([Parameter("centroid_threshold", value=1.0)])[0]
+        assert result.successful
+        assert node._estimator.decode_params.centroid_threshold == 1.0
+        image, info = _frame_messages(100)[best]
+        assert _process(node, image, info) == []
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.ros
+@needs_fixture
+def test_live_change_out_of_range_or_read_only_is_rejected(context):
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    node = _node(context, model=str(FIXTURE_MODEL), backend="onnxruntime", inference_threads=1)
+    try:
+        bad = node.set_parameters([Parameter("angle_threshold_deg", value=500.0)])[0]
+        assert not bad.successful and "angle_threshold_deg" in bad.reason
+        frozen = node.set_parameters([Parameter("model", value="other.json")])[0]
+        assert not frozen.successful
+        unknown = node.set_parameters([Parameter("classes", value=["nope"])])[0]
+        assert not unknown.successful and "nope" in unknown.reason
+        assert node.get_parameter("angle_threshold_deg").value == DecodeParams().angle_threshold_deg
+        assert np.isclose(
+            node._estimator.decode_params.angle_threshold_deg, DecodeParams().angle_threshold_deg
+        )
+    finally:
+        node.destroy_node()
