@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 3000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format bench-decode colcon-check
+.PHONY: help setup test lint format bench-decode colcon-check demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -33,6 +33,7 @@ bench-decode:  ## median decode + PnP time, 1 object and 13 classes x 2 instance
 colcon-check:  ## colcon build of this package in a temporary workspace
 	VENV=$(VENV) scripts/colcon_check.sh
 
-# --- demo -------------------------------------------------------------------------------
-# The lead adds the `demo` target here (README's run command: `make demo`).
-# ----------------------------------------------------------------------------------------
+# The README's run command: node + player on the bundled sample stream, ONNX Runtime on CPU.
+DEMO_ARGS ?=
+demo:  ## run the node on the bundled sample stream; writes demo_out/ and prints accuracy
+	$(PYTHON) -m hrpose_ros.demo --out demo_out $(DEMO_ARGS)
