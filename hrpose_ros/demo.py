@@ -183,8 +183,9 @@ class _Collector:
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            if status.name.endswith("pipeline"):
-                self.run.diagnostics = {kv.key: kv.value for kv in status.values}
+            values = {kv.key: kv.value for kv in status.values}
+            if status.name.endswith("pipeline") and "total_mean_ms" in values:  # windows with frames only
+                self.run.diagnostics = values
 
     def _on_overlay(self, msg) -> None:
         from hrpose_ros.ros_messages import image_to_array  # noqa: PLC0415
@@ -289,7 +290,7 @@ def _node_line(diagnostics: dict[str, str]) -> str:
     if not total > 0:
         return "node: no diagnostics received"
     stages = ", ".join(
-        f"{s} {diagnostics.get(f'{s}_mean_ms', '?')}" for s in ("preprocess", "infer", "decode", "pnp")
+        f"{s} {diagnostics.get(f'{s}_mean_ms', '?')}" for s in ("preprocess", "inference", "decode", "pnp")
     )
     return (
         f"node: {1000.0 / total:.2f} frames/s of pipeline capacity ({total:.1f} ms/frame; {stages} ms), "

@@ -384,7 +384,7 @@ class HRPoseNode(Node):
             drawn = rm.overlay_image(
                 image, encoding, detections, self._keypoints_3d, K=K, dist=dist, colors=self._colors()
             )
-            self._overlay_pub.publish(rm.array_to_image_msg(drawn, encoding, header))
+            self._overlay_pub.publish(rm.array_to_image_msg(drawn, "bgr8", header))
 
     def _colors(self) -> dict[str, tuple[float, float, float]]:
         if self._catalogue is None:
@@ -404,7 +404,7 @@ class HRPoseNode(Node):
 
     def _report(self) -> None:
         snap = self._stats.snapshot()
-        stages = ("convert", "preprocess", "infer", "decode", "pnp", "publish", "total", "stamp_to_publish")
+        stages = ("convert", "preprocess", "inference", "decode", "pnp", "publish", "total", "stamp_to_publish")
         latency = ", ".join(f"{s} {snap[f'{s}_mean_ms']:.1f}" for s in stages if f"{s}_mean_ms" in snap)
         self.get_logger().info(
             f"{snap['fps']:.1f} fps, received {snap['received']}, processed {snap['processed']}, "
