@@ -43,7 +43,7 @@ from hrpose_ros.node_params import (
 from hrpose_ros.node_stats import KeyedThrottle, PipelineStats
 from hrpose_ros.runtime.backends import create_backend, resolve_backend_name
 from hrpose_ros.runtime.bundle import BundleError, check_against_catalogue, load_bundle
-from hrpose_ros.runtime.estimator import Estimator
+from hrpose_ros.runtime.estimator import STAGES, Estimator
 from hrpose_ros.stamp_matcher import StampMatcher, StampOrder, StampVerdict, stamp_to_ns
 
 __all__ = ["HRPoseNode", "ModelLoadError", "main"]
@@ -404,7 +404,7 @@ class HRPoseNode(Node):
 
     def _report(self) -> None:
         snap = self._stats.snapshot()
-        stages = ("convert", "preprocess", "inference", "decode", "pnp", "publish", "total", "stamp_to_publish")
+        stages = ("convert", *STAGES[:-1], "publish", "total", "stamp_to_publish")
         latency = ", ".join(f"{s} {snap[f'{s}_mean_ms']:.1f}" for s in stages if f"{s}_mean_ms" in snap)
         self.get_logger().info(
             f"{snap['fps']:.1f} fps, received {snap['received']}, processed {snap['processed']}, "
