@@ -19,10 +19,8 @@ import csv
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,8 @@ import numpy as np
 
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
+from hrpose_ros.ros_messages import image_to_array
+from hrpose_ros.ros_session import BackgroundNode, stop_process
 from hrpose_ros.runtime.bundle import check_against_catalogue, load_bundle
 from hrpose_ros.runtime.estimator import Detection
 from hrpose_ros.training.bop import BopImage, read_dataset
@@ -134,49 +134,29 @@ def _start(cmd: list[str], log_path: Path, env: dict[str, str]) -> tuple[subproc
 
 
 def _stop(proc: subprocess.Popen, log) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    code = stop_process(proc, timeout_s=15.0)
     log.close()
-    return proc.returncode
+    return code
 
 
 class _Collector:
-    """This process's subscriber to the node's detections and overlay."""
+    """This process's subscriber to the node's detections, overlay and diagnostics."""
 
     def __init__(self, domain_id: int, run: DemoRun):
-        import rclpy  # noqa: PLC0415
         from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
-        from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: PLC0415
         from sensor_msgs.msg import Image  # noqa: PLC0415
         from vision_msgs.msg import Detection3DArray  # noqa: PLC0415
 
-        self._rclpy, self.run = rclpy, run
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("hrpose_demo_collector", context=self.context)
+        self.run = run
+        self._session = BackgroundNode("hrpose_demo_collector", domain_id)
+        node = self._session.node
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.det_sub = self.node.create_subscription(
+        self.det_sub = node.create_subscription(
             Detection3DArray, "hrpose_node/detections", self._on_detections, qos
         )
-        self.overlay_sub = self.node.create_subscription(Image, "hrpose_node/overlay", self._on_overlay, qos)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # the context was shut down while spinning
-                return
+        self.overlay_sub = node.create_subscription(Image, "hrpose_node/overlay", self._on_overlay, qos)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos)
 
     def _on_detections(self, msg) -> None:
         self.run.detection_msgs[_stamp_ns(msg.header.stamp)] = msg
@@ -188,8 +168,6 @@ class _Collector:
                 self.run.diagnostics = values
 
     def _on_overlay(self, msg) -> None:
-        from hrpose_ros.ros_messages import image_to_array  # noqa: PLC0415
-
         image, encoding = image_to_array(msg)
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if encoding == "rgb8" else image.copy()
         self.run.overlays[_stamp_ns(msg.header.stamp)] = bgr
@@ -198,9 +176,7 @@ class _Collector:
         return self.det_sub.get_publisher_count() > 0 and self.overlay_sub.get_publisher_count() > 0
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self._rclpy.try_shutdown(context=self.context)
+        self._session.close()
 
 
 def _wait(predicate, timeout_s: float) -> bool:

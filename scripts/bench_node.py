@@ -23,10 +23,8 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -75,34 +73,19 @@ class Monitor:
     """Receives detections (latency per frame) and diagnostics (the node's counters)."""
 
     def __init__(self, domain_id: int):
-        import rclpy  # noqa: PLC0415
         from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
-        from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: PLC0415
         from vision_msgs.msg import Detection3DArray  # noqa: PLC0415
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("hrpose_bench_monitor", context=self.context)
+        from hrpose_ros.ros_session import BackgroundNode  # noqa: PLC0415
+
+        self._session = BackgroundNode("hrpose_bench_monitor", domain_id)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.arrivals: list[tuple[float, float, int]] = []  # (receive time, latency s, detections)
         self.totals: dict[str, float] = {}
-        self.sub = self.node.create_subscription(
-            Detection3DArray, "/hrpose_node/detections", self._on_det, qos
-        )
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # shut down while spinning
-                return
+        node = self._session.node
+        self.sub = node.create_subscription(Detection3DArray, "/hrpose_node/detections", self._on_det, qos)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos)
 
     def _on_det(self, msg) -> None:
         now = time.time()
@@ -117,19 +100,7 @@ class Monitor:
                         self.totals[kv.key] = float(kv.value)
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        self._session.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:
@@ -150,6 +121,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         node_cmd += ["-p", f"{key}:={value}"]
     node_log = open(args.node_log, "w")  # noqa: SIM115 (closed below)
     node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=node_log, stderr=subprocess.STDOUT)
+    from hrpose_ros.ros_session import stop_process  # noqa: PLC0415
+
     monitor = Monitor(args.domain_id)
     player = None
     try:
@@ -174,14 +147,14 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         while time.time() - start < args.duration:
             rss.append((time.time() - start, rss_mb(node.pid)))
             time.sleep(1.0)
-        _stop(player)
+        stop_process(player)
         end = time.time()
         time.sleep(2.0)
         totals = dict(monitor.totals)
     finally:
         if player is not None:
-            _stop(player)
-        _stop(node)
+            stop_process(player)
+        stop_process(node)
         node_log.close()
         monitor.close()
     return summarise(monitor.arrivals, rss, totals, start=start, end=end, warmup=args.warmup, rate=rate)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,7 +26,6 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -35,6 +33,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from hrpose_ros.geometry.camera import scale_intrinsics  # noqa: E402
 from hrpose_ros.player import frame_messages  # noqa: E402
+from hrpose_ros.ros_session import BackgroundNode, stop_process  # noqa: E402
 from hrpose_ros.stamp_matcher import stamp_to_ns  # noqa: E402
 from hrpose_ros.training.bop import read_dataset  # noqa: E402
 
@@ -103,24 +102,17 @@ class NodeProcess:
         return self.log_path.read_text()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 class Observer:
     """This process's view of the node: its outputs by stamp, and publishers of camera input."""
 
     def __init__(self, classes: list[str], node_ns: str = NODE, topic_prefix: str = ""):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
-        self.node = rclpy.create_node("hrpose_test_observer", context=self.context)
+        self._session = BackgroundNode("hrpose_test_observer", DOMAIN_ID)
+        self.node = self._session.node
         out_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE
         )
@@ -144,17 +136,6 @@ class Observer:
         pub_qos = _qos(5, ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(Image, image_topic, pub_qos)
         self.info_pub = self.node.create_publisher(CameraInfo, info_topic, pub_qos)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # context shut down while spinning
-                return
 
     @staticmethod
     def _keep(table: dict, msg) -> None:
@@ -174,9 +155,7 @@ class Observer:
         )
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self._session.close()
 
 
 def wait_for(predicate, timeout_s: float, period_s: float = 0.05) -> bool:

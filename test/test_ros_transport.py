@@ -10,7 +10,6 @@ wheels and tf2_msgs / vision_msgs built by `make setup` from their .msg files.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+
+from hrpose_ros.ros_session import stop_process
 
 pytestmark = pytest.mark.ros
 
@@ -62,13 +63,7 @@ def echo_process(ros_domain_id: int) -> Iterator[subprocess.Popen[str]]:
             pytest.fail(f"echo node did not start: {line!r} {process.stderr.read()}")
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 def _round_trip(context: object, kind: str, message: object) -> object:
