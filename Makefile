@@ -34,6 +34,12 @@ colcon-check:  ## colcon build of this package in a temporary workspace
 	VENV=$(VENV) scripts/colcon_check.sh
 
 # The README's run command: node + player on the bundled sample stream, ONNX Runtime on CPU.
-DEMO_ARGS ?=
+# Until a trained model ships in models/ (issue 7), the demo runs the test fixture model
+# (fitted to its own 6 frames) on its fixture stream, and says so.
+SHIPPED_MODEL := models/hrpose_student.json
+DEMO_MODEL    ?= $(if $(wildcard $(SHIPPED_MODEL)),$(SHIPPED_MODEL),test/data/fixture_model/fixture.json)
+DEMO_STREAM   ?= $(if $(wildcard $(SHIPPED_MODEL)),models/sample_stream,test/data/fixture_stream)
+DEMO_ARGS     ?=
 demo:  ## run the node on the bundled sample stream; writes demo_out/ and prints accuracy
-	$(PYTHON) -m hrpose_ros.demo --out demo_out $(DEMO_ARGS)
+	@$(if $(wildcard $(SHIPPED_MODEL)),,echo "NOTE: no shipped model ($(SHIPPED_MODEL)) yet: demo on the test fixture model")
+	$(PYTHON) -m hrpose_ros.demo --model $(DEMO_MODEL) --stream $(DEMO_STREAM) --out demo_out $(DEMO_ARGS)
