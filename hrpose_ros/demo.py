@@ -33,7 +33,7 @@ from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
 from hrpose_ros.ros_messages import image_to_array
 from hrpose_ros.ros_session import BackgroundNode, stop_process
-from hrpose_ros.runtime.bundle import check_against_catalogue, load_bundle
+from hrpose_ros.runtime.bundle import load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import Detection
 from hrpose_ros.training.bop import BopImage, read_dataset
 from hrpose_ros.training.evaluate import (
@@ -205,7 +205,8 @@ def run_demo(args: argparse.Namespace) -> DemoRun:
     node_cmd = [sys.executable, "-m", "hrpose_ros.node", "--ros-args", "--params-file", str(args.params),
                 "-p", f"model:={args.model}", "-p", f"backend:={args.backend}",
                 "-p", f"inference_threads:={args.threads}", "-p", "qos_reliability:=reliable",
-                "-p", "camera_info_mode:=approximate", "-p", "diagnostics_period_s:=1.0"]  # fmt: skip
+                "-p", "camera_info_mode:=approximate", "-p", "diagnostics_period_s:=1.0",
+                "-p", f"catalogue:={args.catalogue}"]  # fmt: skip
     stamp_log = args.out / "stamps.txt"
     play_cmd = [sys.executable, "-m", "hrpose_ros.player", "--bop", str(args.stream), "--once",
                 "--rate", str(args.rate), "--preload", "--log-stamps", str(stamp_log),
@@ -301,8 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         bundle = load_bundle(args.model)
-        catalogue = load_catalogue(args.catalogue).select(list(bundle.classes))
-        check_against_catalogue(bundle, catalogue)
+        catalogue = select_for_bundle(bundle, load_catalogue(args.catalogue))
         images = read_dataset(args.stream)
         run = run_demo(args)
     except (ValueError, OSError, RuntimeError, subprocess.TimeoutExpired) as exc:

@@ -42,7 +42,7 @@ from hrpose_ros.node_params import (
 )
 from hrpose_ros.node_stats import KeyedThrottle, PipelineStats
 from hrpose_ros.runtime.backends import create_backend, resolve_backend_name
-from hrpose_ros.runtime.bundle import BundleError, check_against_catalogue, load_bundle
+from hrpose_ros.runtime.bundle import BundleError, load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import STAGES, Estimator
 from hrpose_ros.stamp_matcher import StampMatcher, StampOrder, StampVerdict, stamp_to_ns
 
@@ -145,8 +145,7 @@ class HRPoseNode(Node):
         self._bundle = load_bundle(values["model"])
         self._catalogue = None
         if values["catalogue"]:
-            self._catalogue = load_catalogue(values["catalogue"])
-            check_against_catalogue(self._bundle, self._catalogue)
+            self._catalogue = select_for_bundle(self._bundle, load_catalogue(values["catalogue"]))
         try:
             resolved = resolve_backend_name(values["backend"])
             options: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from hrpose_ros.runtime.bundle import (
     BundleMismatchError,
     check_against_catalogue,
     load_bundle,
+    select_for_bundle,
 )
 
 
@@ -132,3 +133,15 @@ def test_catalogue_with_other_cuboid_or_id_is_refused(bundle):
         check_against_catalogue(bundle, Catalogue([box, bigger]))
     assert "'can': object id 2 in the model, 7 in the catalogue" in str(info.value)
     assert "'can': 3D keypoints differ by up to 9.0 mm" in str(info.value)
+
+
+def test_select_for_bundle_takes_the_models_classes_from_a_larger_catalogue(tmp_path):
+    bundle = make_bundle(tmp_path, make_catalogue(("box", "can")))
+    selected = select_for_bundle(bundle, make_catalogue(("box", "can", "flat")))
+    assert selected.names == ["box", "can"]
+
+
+def test_select_for_bundle_refuses_a_model_class_the_catalogue_lacks(tmp_path):
+    bundle = make_bundle(tmp_path, make_catalogue(("box", "can")))
+    with pytest.raises(BundleMismatchError, match=r"lacks: \['can'\]"):
+        select_for_bundle(bundle, make_catalogue(("box", "flat")))

@@ -28,6 +28,7 @@ __all__ = [
     "check_against_catalogue",
     "load_bundle",
     "save_bundle_metadata",
+    "select_for_bundle",
     "sha256_file",
 ]
 
@@ -327,3 +328,22 @@ def check_against_catalogue(bundle: ModelBundle, catalogue: Any) -> None:
         raise BundleMismatchError(
             f"model bundle {bundle.metadata_path} does not match the object catalogue: " + "; ".join(problems)
         )
+
+
+def select_for_bundle(bundle: ModelBundle, catalogue: Any) -> Any:
+    """The catalogue's entries for the bundle's classes, in the bundle's order, checked against it.
+
+    A catalogue (objects.yaml) may describe more objects than one model detects; every
+    class of the model must be in it, with the same id and cuboid.
+
+    Raises:
+        BundleMismatchError: a model class is missing from the catalogue, or differs.
+    """
+    missing = [c for c in bundle.classes if c not in tuple(catalogue.names)]
+    if missing:
+        raise BundleMismatchError(
+            f"model bundle {bundle.metadata_path} has classes that the object catalogue lacks: {missing}"
+        )
+    selected = catalogue.select(list(bundle.classes))
+    check_against_catalogue(bundle, selected)
+    return selected
