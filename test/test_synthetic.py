@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from data_fixtures import K_SMALL, LMO_DIR, REPO, SMALL_SIZE, cuboid_catalogue, mesh_catalogue
+from data_fixtures import K_SMALL, LINEMOD_K, LMO_DIR, REPO, SMALL_SIZE, cuboid_catalogue, mesh_catalogue
 
-from hrpose_ros.geometry.camera import project_points
+from hrpose_ros.geometry.camera import project_points, scale_intrinsics
 from hrpose_ros.geometry.objects import load_catalogue, load_mesh_points
 from hrpose_ros.training.bop import read_dataset, read_models_info
 from hrpose_ros.training.dataset import BopPoseDataset
@@ -224,6 +224,21 @@ def test_cli_writes_a_bop_dataset_for_a_user_catalogue(catalogue, tmp_path):
     vals = depth[depth > 0] * images[0].depth_scale / 1000.0  # metres
     assert vals.size and vals.min() > 0.2 and vals.max() < 0.7
     assert sorted(read_models_info(tmp_path / "out" / "models" / "models_info.json")) == [7]
+
+
+def test_cli_width_and_height_scale_the_camera_intrinsics(tmp_path):
+    yaml_path = tmp_path / "objects.yaml"
+    yaml_path.write_text(
+        "objects:\n  - {name: box, id: 3, bbox_min: [-0.04, -0.03, -0.02], bbox_size: [0.08, 0.06, 0.04],"
+        " diameter: 0.108, symmetric: false, color: [1, 0, 0]}\n"
+    )
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--num-images", "1", "--catalogue", str(yaml_path), "--width", "320"]
+    assert main([*argv, "--height", "240", "--image-ext", "png", "--mode", "render"]) == 0
+    (image,) = read_dataset(out / "train_synt")
+    expected = scale_intrinsics(LINEMOD_K, 0.5, 0.5)  # the LINEMOD camera's field of view at 320x240
+    np.testing.assert_allclose(image.K, expected, atol=1e-6)
+    assert cv2.imread(str(image.rgb_path)).shape == (240, 320, 3)
 
 
 @pytest.mark.slow

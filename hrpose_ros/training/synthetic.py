@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hrpose_ros.geometry.camera import check_intrinsics, intrinsics_matrix
+from hrpose_ros.geometry.camera import check_intrinsics, intrinsics_matrix, scale_intrinsics
 from hrpose_ros.geometry.keypoints import Keypoint
 from hrpose_ros.geometry.objects import MESH_UNITS, Catalogue, ObjectSpec, load_catalogue
 from hrpose_ros.training import bop
@@ -533,8 +533,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--mode", choices=MODES, default=d.mode, help=f"image kind (default {d.mode})")
     p.add_argument("--camera", default=None, help="BOP camera.json (default: the LINEMOD camera, 640x480)")
-    p.add_argument("--width", type=int, default=None, help="image width (overrides --camera)")
-    p.add_argument("--height", type=int, default=None, help="image height (overrides --camera)")
+    p.add_argument("--width", type=int, default=None, help="image width (K scaled to match)")
+    p.add_argument("--height", type=int, default=None, help="image height (K scaled to match)")
     p.add_argument("--backgrounds", default=None, help="folder of background photos (default: procedural)")
     p.add_argument(
         "--distance",
@@ -576,8 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.camera:
         K, w, h = _camera_from_json(args.camera)
         config = replace(config, K=K, width=w, height=h)
-    if args.width or args.height:
-        config = replace(config, width=args.width or config.width, height=args.height or config.height)
+    if args.width or args.height:  # same field of view at another resolution: scale the intrinsics
+        w, h = args.width or config.width, args.height or config.height
+        K = np.asarray(config.K, dtype=np.float64).reshape(3, 3)
+        K = scale_intrinsics(K, w / config.width, h / config.height)
+        config = replace(config, K=tuple(K.reshape(-1).tolist()), width=w, height=h)
     catalogue = load_catalogue(args.catalogue, args.mesh_dir)
     start = time.perf_counter()
     split = generate_dataset(
