@@ -5,18 +5,22 @@ Small images (160x120 with the LINEMOD camera scaled by 1/4) keep llvmpipe fast.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import trimesh
+import yaml
 
 from hrpose_ros.geometry.camera import scale_intrinsics
 from hrpose_ros.geometry.keypoints import cuboid_keypoints
 from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
+from hrpose_ros.training import synthetic
+from hrpose_ros.training.synthetic import SynthConfig
 
 REPO = Path(__file__).resolve().parents[1]
 LMO_DIR = REPO.parent / "shared" / "data" / "lmo_models"
-LINEMOD_K = np.array([[572.4114, 0.0, 325.2611], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
+LINEMOD_K = np.asarray(synthetic.LINEMOD_K, dtype=np.float64).reshape(3, 3)
 SMALL_SIZE = (160, 120)
 K_SMALL = scale_intrinsics(LINEMOD_K, 0.25, 0.25)
 
@@ -104,3 +108,36 @@ def rotation(rng: np.random.Generator) -> np.ndarray:
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     return q if np.linalg.det(q) > 0 else -q
+
+
+BOX_ENTRY = {
+    "name": "box",
+    "id": 1,
+    "bbox_min": [-0.05, -0.035, -0.025],
+    "bbox_size": [0.1, 0.07, 0.05],
+    "diameter": float(np.linalg.norm([0.1, 0.07, 0.05])),
+    "symmetric": False,
+    "color": [0.9, 0.5, 0.1],
+}
+"""objects.yaml entry of a 10 x 7 x 5 cm cuboid (rendered as a coloured box)."""
+
+
+def write_objects_yaml(path: Path, entries: list[dict]) -> Path:
+    """Write an ``objects.yaml`` with these entries; return its path."""
+    path.write_text(yaml.safe_dump({"objects": entries}))
+    return path
+
+
+def render_config(width: int, height: int, **overrides) -> SynthConfig:
+    """Plain rendered scenes (no distractors, PNG) with the LINEMOD camera scaled to width x height."""
+    K = scale_intrinsics(LINEMOD_K, width / 640, height / 480)
+    base = SynthConfig(
+        width=width,
+        height=height,
+        K=tuple(K.reshape(-1).tolist()),
+        mode="render",
+        distractors_per_image=(0, 0),
+        image_ext="png",
+        other_objects_as_distractors=False,
+    )
+    return replace(base, **overrides)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from data_fixtures import BOX_ENTRY, render_config, write_objects_yaml
 
-from hrpose_ros.geometry.camera import project_points, scale_intrinsics
+from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import load_catalogue
 from hrpose_ros.runtime.estimator import Detection
 from hrpose_ros.training.bop import read_dataset
@@ -25,7 +25,7 @@ from hrpose_ros.training.evaluate import (
     plot_accuracy,
 )
 from hrpose_ros.training.model import count_parameters, create_model
-from hrpose_ros.training.synthetic import LINEMOD_K, SynthConfig, generate_dataset
+from hrpose_ros.training.synthetic import generate_dataset
 from hrpose_ros.training.train import Trainer, build_datasets
 
 torch.set_num_threads(1)
@@ -37,40 +37,17 @@ WIDTH, HEIGHT = 128, 96
 def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(catalogue YAML, BOP split) of 6 rendered images with 1-2 of two box objects each."""
     root = tmp_path_factory.mktemp("evalscene")
-    objects = [
-        {
-            "name": "box",
-            "id": 1,
-            "bbox_min": [-0.05, -0.035, -0.025],
-            "bbox_size": [0.1, 0.07, 0.05],
-            "diameter": float(np.linalg.norm([0.1, 0.07, 0.05])),
-            "symmetric": False,
-            "color": [0.9, 0.5, 0.1],
-        },
-        {
-            "name": "cube",
-            "id": 7,
-            "bbox_min": [-0.03, -0.03, -0.03],
-            "bbox_size": [0.06, 0.06, 0.06],
-            "diameter": float(np.linalg.norm([0.06, 0.06, 0.06])),
-            "symmetric": True,
-            "color": [0.2, 0.4, 0.9],
-        },
-    ]
-    path = root / "objects.yaml"
-    path.write_text(yaml.safe_dump({"objects": objects}))
-    K = scale_intrinsics(np.asarray(LINEMOD_K, dtype=np.float64).reshape(3, 3), WIDTH / 640, HEIGHT / 480)
-    cfg = SynthConfig(
-        width=WIDTH,
-        height=HEIGHT,
-        K=tuple(K.reshape(-1).tolist()),
-        mode="render",
-        objects_per_image=(1, 2),
-        distractors_per_image=(0, 0),
-        distance_m=(0.25, 0.4),
-        image_ext="png",
-        other_objects_as_distractors=False,
-    )
+    cube = {
+        "name": "cube",
+        "id": 7,
+        "bbox_min": [-0.03, -0.03, -0.03],
+        "bbox_size": [0.06, 0.06, 0.06],
+        "diameter": float(np.linalg.norm([0.06, 0.06, 0.06])),
+        "symmetric": True,
+        "color": [0.2, 0.4, 0.9],
+    }
+    path = write_objects_yaml(root / "objects.yaml", [BOX_ENTRY, cube])
+    cfg = render_config(WIDTH, HEIGHT, objects_per_image=(1, 2), distance_m=(0.25, 0.4))
     return path, generate_dataset(root / "data", load_catalogue(path), cfg, 6, seed=5, progress=False)
 
 

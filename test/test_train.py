@@ -9,18 +9,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
+from data_fixtures import BOX_ENTRY, render_config, write_objects_yaml
 
-from hrpose_ros.geometry.camera import scale_intrinsics
 from hrpose_ros.geometry.objects import load_catalogue
 from hrpose_ros.training.bop import read_dataset
 from hrpose_ros.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from hrpose_ros.training.config import DataConfig, OptimConfig, TrainConfig
 from hrpose_ros.training.evaluate import estimator_for_checkpoint, evaluate
-from hrpose_ros.training.synthetic import LINEMOD_K, SynthConfig, generate_dataset
+from hrpose_ros.training.synthetic import generate_dataset
 from hrpose_ros.training.train import (
     NonFiniteLossError,
     Trainer,
@@ -39,32 +37,16 @@ WIDTH, HEIGHT = 128, 96
 def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(catalogue YAML, BOP split folder) of 8 rendered images of one 10x7x5 cm box."""
     root = tmp_path_factory.mktemp("scene")
-    box = {
-        "name": "box",
-        "id": 1,
-        "bbox_min": [-0.05, -0.035, -0.025],
-        "bbox_size": [0.1, 0.07, 0.05],
-        "diameter": float(np.linalg.norm([0.1, 0.07, 0.05])),
-        "symmetric": False,
-        "color": [0.9, 0.5, 0.1],
-    }
-    objects = root / "objects.yaml"
-    objects.write_text(yaml.safe_dump({"objects": [box]}))
-    K = scale_intrinsics(np.asarray(LINEMOD_K, dtype=np.float64).reshape(3, 3), WIDTH / 640, HEIGHT / 480)
-    cfg = SynthConfig(
-        width=WIDTH,
-        height=HEIGHT,
-        K=tuple(K.reshape(-1).tolist()),
-        mode="render",
+    objects = write_objects_yaml(root / "objects.yaml", [BOX_ENTRY])
+    cfg = render_config(
+        WIDTH,
+        HEIGHT,
         objects_per_image=(1, 1),
-        distractors_per_image=(0, 0),
         distance_m=(0.22, 0.26),
         margin_fraction=0.3,
         blur_prob=0.0,
         noise_prob=0.0,
         jitter=0.0,
-        image_ext="png",
-        other_objects_as_distractors=False,
     )
     split = generate_dataset(root / "data", load_catalogue(objects), cfg, 8, seed=3, progress=False)
     return objects, split
