@@ -31,7 +31,7 @@ import numpy as np
 
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
-from hrpose_ros.ros_messages import image_to_array
+from hrpose_ros.ros_messages import image_to_array, rotation_to_quaternion
 from hrpose_ros.ros_session import BackgroundNode, stop_process
 from hrpose_ros.runtime.bundle import load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import Detection
@@ -233,8 +233,6 @@ def run_demo(args: argparse.Namespace) -> DemoRun:
 def _write_outputs(
     run: DemoRun, answered: Sequence[tuple[int, BopImage, list[Detection]]], out: Path, fps: float
 ) -> None:
-    from scipy.spatial.transform import Rotation  # noqa: PLC0415
-
     overlay_dir = out / "overlay"
     overlay_dir.mkdir(parents=True, exist_ok=True)
     stamps = [s for s in sorted(run.frames) if s in run.overlays]
@@ -256,7 +254,7 @@ def _write_outputs(
         for s, image, detections in answered:
             scene_id, im_id = image.scene_id, image.im_id
             for d in detections:
-                q = Rotation.from_matrix(d.R).as_quat()
+                q = rotation_to_quaternion(d.R)
                 w.writerow([s, scene_id, im_id, d.class_name, d.instance, f"{d.confidence:.4f}",
                             *(f"{v:.5f}" for v in d.t), *(f"{v:.6f}" for v in q)])  # fmt: skip
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hrpose_ros.training.dataset import IMAGENET_MEAN, IMAGENET_STD
 from hrpose_ros.training.model import HRPoseNet, create_model
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "hrpose-checkpoint-v1"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class CheckpointError(ValueError):
