@@ -194,3 +194,32 @@ def test_importing_the_runtime_loads_neither_torch_nor_rclpy():
     loaded = _loaded_after_import(modules)
     assert loaded["torch"] == [], loaded
     assert loaded["rclpy"] == [], loaded
+
+
+_WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError, as on a deployment machine
+import cv2
+from hrpose_ros.runtime.backends import create_backend
+from hrpose_ros.runtime.bundle import load_bundle
+from hrpose_ros.runtime.estimator import Estimator
+from hrpose_ros.training.bop import read_dataset
+import hrpose_ros.node, hrpose_ros.player  # the ROS side imports without torch too
+bundle = load_bundle(sys.argv[1])
+estimator = Estimator(bundle, create_backend("onnxruntime", bundle, threads=1))
+image = read_dataset(sys.argv[2])[0]
+detections = estimator(cv2.imread(str(image.rgb_path)), image.K, encoding="bgr8")
+print("detections", len(detections))
+"""
+
+
+@pytest.mark.slow
+def test_node_and_onnxruntime_estimator_run_where_torch_cannot_be_imported():
+    fixture = ROOT / "test" / "data"
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH, str(fixture / "fixture_model" / "fixture.json"),
+         str(fixture / "fixture_stream")],
+        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[-1]) > 0, result.stdout  # the fixture model finds objects there
