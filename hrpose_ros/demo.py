@@ -224,6 +224,8 @@ def run_demo(args: argparse.Namespace) -> DemoRun:
         run.frames = _read_stamp_log(stamp_log)
         _wait(lambda: all(s in run.detection_msgs for s in run.frames), args.drain_s)
         run.wall_s = time.monotonic() - start
+        # The overlay of a frame follows its detections; the node reports statistics once a second.
+        _wait(lambda: bool(run.diagnostics) and all(s in run.overlays for s in run.detection_msgs), 3.0)
     finally:
         collector.close()
         _stop(node, node_log)
