@@ -111,14 +111,20 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-@pytest.mark.parametrize("stop_after", [3, 4], ids=["mid-epoch", "epoch-boundary"])
-def test_resume_after_interruption_gives_identical_weights(scene, tmp_path, stop_after: int) -> None:
+@pytest.mark.parametrize(
+    ("stop_after", "workers"),
+    [(3, 1), (4, 1), (5, 0)],
+    ids=["mid-epoch", "epoch-boundary", "second-epoch-no-workers"],
+)
+def test_resume_after_interruption_gives_identical_weights(
+    scene, tmp_path, stop_after: int, workers: int
+) -> None:
     """2 epochs x 4 batches uninterrupted == stopped after `stop_after` steps, then resumed."""
     common = {
         "epochs": 2,
         "batch_size": 2,
         "optim": OptimConfig(lr=1e-3),
-        "data": replace(_config(scene, tmp_path).data, augment=True, num_workers=1),
+        "data": replace(_config(scene, tmp_path).data, augment=True, num_workers=workers),
     }
     full = _trainer(_config(scene, tmp_path / "full", **common))
     full.fit()

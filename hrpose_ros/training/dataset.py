@@ -129,6 +129,14 @@ class BopPoseDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def state_dict(self) -> dict[str, int]:
+        """The augmentation draw counter, so a resumed run replays the same augmentations."""
+        return {"calls": self._calls}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore ``state_dict()`` (the trainer does so at the start of a resumed epoch)."""
+        self._calls = int(state["calls"])
+
     def _rng(self, index: int) -> np.random.Generator:
         # In DataLoader workers, torch gives each worker its own seed and re-draws them
         # every epoch (from torch's RNG, so torch.manual_seed makes runs repeatable); the
