@@ -16,6 +16,7 @@ import time
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from hrpose_ros.geometry.camera import intrinsics_matrix, project_points
 from hrpose_ros.geometry.decode import DecodeParams, decode
@@ -27,19 +28,6 @@ _LOG = logging.getLogger("bench_decode")
 
 IMAGE_WH = (640, 480)
 STRIDE = 4
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """(3, 3) rotation, uniform over SO(3) (from a random unit quaternion)."""
-    q = rng.normal(size=4)
-    x, y, z, w = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 def make_scene(num_classes: int, per_class: int, noise: float, seed: int = 0) -> dict:
@@ -60,7 +48,7 @@ def make_scene(num_classes: int, per_class: int, noise: float, seed: int = 0) ->
         u, v = cells[order[m % len(cells)]]
         z = rng.uniform(0.8, 1.2)
         t = np.array([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z])
-        kp2.append(project_points(kp3[c], _random_rotation(rng), t, K))
+        kp2.append(project_points(kp3[c], Rotation.random(random_state=rng).as_matrix(), t, K))
         cls.append(c)
     hw = (IMAGE_WH[1] // STRIDE, IMAGE_WH[0] // STRIDE)
     kp2, cls = np.asarray(kp2), np.asarray(cls)

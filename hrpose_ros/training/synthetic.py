@@ -158,15 +158,10 @@ class SyntheticSample:
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """Uniformly distributed rotation (normalised Gaussian quaternion), (3, 3)."""
-    q = rng.normal(size=4)
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    from scipy.spatial.transform import Rotation  # noqa: PLC0415
+
+    w, x, y, z = rng.normal(size=4)  # drawn in this order so a seed gives the same scenes as before
+    return Rotation.from_quat([x, y, z, w]).as_matrix()
 
 
 def _distractor_meshes(rng: np.random.Generator, count: int = 12) -> list:
