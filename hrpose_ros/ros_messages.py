@@ -84,7 +84,9 @@ def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
 
     Returns:
         (image, encoding): ``encoding`` is ``'rgb8'`` or ``'bgr8'`` (alpha dropped,
-        mono8 expanded to bgr8). The array is a copy: the message may be reused.
+        mono8 expanded to bgr8). rgb8/bgr8 come back as a read-only view of
+        ``msg.data`` (no per-frame copy in the node's hot path; the view keeps the
+        buffer alive); the other encodings are converted into a new array.
 
     Raises:
         BadInputError: unsupported encoding, zero size, ``step`` shorter than a row,
@@ -116,7 +118,8 @@ def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
         return cv2.cvtColor(pixels[:, :, 0], cv2.COLOR_GRAY2BGR), "bgr8"
     if channels == 4:
         return np.ascontiguousarray(pixels[:, :, :3]), encoding[:3] + "8"
-    return pixels.copy(), encoding
+    pixels.flags.writeable = False
+    return pixels, encoding
 
 
 def downscale_to_fit(

@@ -67,6 +67,13 @@ def test_three_channel_image_converts_unchanged(rgb, encoding):
     np.testing.assert_array_equal(out, rgb)
 
 
+def test_three_channel_image_is_a_read_only_view_of_the_message_data(rgb):
+    msg = _image_msg(rgb, "bgr8", pad=3)
+    out, _ = rm.image_to_array(msg)
+    assert np.shares_memory(out, np.frombuffer(msg.data, dtype=np.uint8))  # no per-frame copy
+    assert not out.flags.writeable  # the message's pixels cannot be changed through it
+
+
 @pytest.mark.parametrize("encoding", ["rgba8", "bgra8"])
 def test_alpha_channel_is_dropped(rgb, encoding):
     alpha = np.full((*rgb.shape[:2], 1), 77, np.uint8)
