@@ -43,6 +43,24 @@ def test_target_loss_is_the_sum_of_the_two_mses() -> None:
     assert torch.allclose(target_loss(a, b["belief"], b["vectors"]), expected)
 
 
+def test_peak_weighting_makes_the_all_zero_output_costly() -> None:
+    """A zero output misses every peak; weighted, it costs more than an error spread evenly."""
+    belief = torch.zeros(1, 9, 16, 16)
+    belief[0, :, 8, 8] = 1.0
+    vectors = torch.zeros(1, 16, 16, 16)
+    vectors[0, :, 7:10, 7:10] = 0.5
+    zero = {"belief": torch.zeros_like(belief), "vectors": torch.zeros_like(vectors)}
+    plain = target_loss(zero, belief, vectors)
+    weighted = target_loss(zero, belief, vectors, peak_weight=20.0)
+    assert torch.allclose(weighted, 21.0 * plain)  # every error sits on a peak pixel
+    even = {"belief": belief + 0.05, "vectors": vectors + 0.05}  # same error everywhere
+    expected = (0.05**2 * (1 + 20 * belief)).mean() + (0.05**2 * (1 + 20 * (vectors != 0).float())).mean()
+    assert torch.allclose(target_loss(even, belief, vectors, 20.0), expected)
+    assert target_loss(zero, zero["belief"], zero["vectors"], 20.0).item() == 0.0
+    with pytest.raises(ValueError, match="peak_weight"):
+        target_loss(zero, belief, vectors, peak_weight=-1.0)
+
+
 def test_output_distillation_is_zero_for_identical_outputs_and_positive_otherwise() -> None:
     a, b = _outputs(0), _outputs(1)
     assert output_distillation_loss(a, a).item() == 0.0

@@ -160,6 +160,19 @@ def test_distractors_are_drawn_but_not_annotated(catalogue, tmp_path):
     assert with_distractor_pixels >= 3
 
 
+def test_light_ranges_set_how_bright_the_objects_are(catalogue):
+    """A held-out set with other lighting must really look different: dim light, dark objects."""
+    plain = replace(SMALL, objects_per_image=(2, 2), jitter=0.0, blur_prob=0.0, noise_prob=0.0, mode="render")
+    brightness = {}
+    for name, intensity, ambient in (("dim", (0.1, 0.1), (0.05, 0.05)), ("bright", (1.6, 1.6), (0.6, 0.6))):
+        gen = SceneGenerator(catalogue, replace(plain, light_intensity=intensity, ambient=ambient))
+        s = gen.sample(np.random.default_rng([9, 0]))
+        on_objects = np.any(s.masks_visib, axis=0)
+        assert on_objects.sum() > 50
+        brightness[name] = float(s.rgb[on_objects].mean())
+    assert brightness["bright"] > 2.5 * brightness["dim"]
+
+
 def test_same_seed_same_image_and_other_seed_differs(generator):
     a = generator.sample(np.random.default_rng([5, 0]))
     b = generator.sample(np.random.default_rng([5, 0]))
@@ -289,6 +302,10 @@ def test_bad_config_is_named():
         SynthConfig(distance_m=(1.0, 0.5))
     with pytest.raises(SynthError, match="objects_per_image"):
         SynthConfig(objects_per_image=(3, 1))
+    with pytest.raises(SynthError, match="light_intensity"):
+        SynthConfig(light_intensity=(1.0, 0.2))
+    with pytest.raises(SynthError, match="ambient"):
+        SynthConfig(ambient=(-0.1, 0.2))
 
 
 def test_missing_background_folder_is_named(catalogue, tmp_path):

@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DistillConfig",
+    "LossConfig",
     "OptimConfig",
     "TrainConfig",
     "apply_overrides",
@@ -81,6 +82,14 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class LossConfig:
+    """The ground-truth term ``L_gt`` (see training.losses)."""
+
+    peak_weight: float = 0.0
+    """Extra weight of the target peaks; 0 is the paper's plain MSE. Short CPU runs need it."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs."""
 
@@ -112,6 +121,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -121,6 +131,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        if self.loss.peak_weight < 0:
+            raise ConfigError(f"loss.peak_weight must be >= 0, got {self.loss.peak_weight}")
         if self.optim.lr_step_epochs < 1:
             raise ConfigError(f"optim.lr_step_epochs must be >= 1, got {self.optim.lr_step_epochs}")
         if self.data.input_width % 32 or self.data.input_height % 32:

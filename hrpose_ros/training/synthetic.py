@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -75,6 +76,9 @@ class SynthConfig:
         objects_per_image: (min, max) annotated objects per image.
         distractors_per_image: (min, max) unannotated distractors per image.
         distance_m: (min, max) camera distance of object centres, metres.
+        light_intensity, ambient: (min, max) of the random light's strength and of the
+            ambient term; a held-out test set shifts them to see lighting the training
+            never had.
         margin_fraction: object centres stay this fraction of the size inside the image.
         max_faces: decimate meshes above this face count (speed; None keeps all).
         color_gain: max relative per-channel change of object albedo.
@@ -97,6 +101,8 @@ class SynthConfig:
     objects_per_image: tuple[int, int] = (1, 4)
     distractors_per_image: tuple[int, int] = (0, 4)
     distance_m: tuple[float, float] = (0.35, 1.5)
+    light_intensity: tuple[float, float] = (0.5, 1.4)
+    ambient: tuple[float, float] = (0.2, 0.55)
     margin_fraction: float = 0.05
     max_faces: int | None = 6000
     color_gain: float = 0.2
@@ -127,6 +133,10 @@ class SynthConfig:
         lo, hi = self.distance_m
         if not 0 < lo <= hi:
             raise SynthError(f"distance_m must satisfy 0 < min <= max, got {self.distance_m}")
+        for name in ("light_intensity", "ambient"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise SynthError(f"{name} must be (min, max) with 0 <= min <= max, got {(lo, hi)}")
         if self.images_per_scene < 1:
             raise SynthError(f"images_per_scene must be >= 1, got {self.images_per_scene}")
         check_intrinsics(self.camera_matrix())
@@ -301,9 +311,10 @@ class SceneGenerator:
         background = self.backgrounds(rng, cfg.width, cfg.height)
         targets, distractors = self._items(rng)
         items = [it for _, it in targets] + distractors
+        light = partial(random_light, intensity=cfg.light_intensity, ambient=cfg.ambient)
         order = rng.permutation(len(items))
         if mode == "render":
-            out = self.renderer.render(items, self.K, random_light(rng), with_depth=cfg.write_depth)
+            out = self.renderer.render(items, self.K, light(rng), with_depth=cfg.write_depth)
             rgb = np.where((out.instance > 0)[..., None], out.rgb, background)
             masks_visib = [out.instance == i + 1 for i in range(len(targets))]
             masks_all = self._masks_all(items, masks_visib)
@@ -313,7 +324,7 @@ class SceneGenerator:
             masks_all = [np.zeros((cfg.height, cfg.width), bool) for _ in items]
             for i in order:  # paste in random order: later layers occlude earlier ones
                 crop = self.renderer.render_crop(
-                    items[i], self.K, random_light(rng), with_depth=cfg.write_depth
+                    items[i], self.K, light(rng), with_depth=cfg.write_depth
                 )
                 if crop is None:
                     continue
@@ -545,6 +556,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--distractors", type=int, nargs=2, default=d.distractors_per_image, metavar=("MIN", "MAX")
     )
+    p.add_argument(
+        "--light-intensity",
+        type=float,
+        nargs=2,
+        default=d.light_intensity,
+        metavar=("MIN", "MAX"),
+        help=f"strength range of the random light (default {d.light_intensity})",
+    )
+    p.add_argument(
+        "--ambient",
+        type=float,
+        nargs=2,
+        default=d.ambient,
+        metavar=("MIN", "MAX"),
+        help=f"ambient light range (default {d.ambient})",
+    )
     p.add_argument("--max-faces", type=int, default=d.max_faces, help="decimate meshes above this (0: never)")
     p.add_argument("--image-ext", choices=("jpg", "png"), default=d.image_ext)
     p.add_argument("--depth", action="store_true", help="also write depth/ images")
@@ -562,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         distance_m=tuple(args.distance),
         objects_per_image=tuple(args.objects_per_image),
         distractors_per_image=tuple(args.distractors),
+        light_intensity=tuple(args.light_intensity),
+        ambient=tuple(args.ambient),
         max_faces=args.max_faces or None,
         background_dir=args.backgrounds,
         image_ext=args.image_ext,

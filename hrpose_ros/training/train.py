@@ -235,7 +235,9 @@ class Trainer:
         self.model = create_model(cfg.model, len(catalogue), pretrained_path=cfg.pretrained or None)
         self.model.to(self.device)
         self.teacher = teacher.to(self.device).eval() if teacher is not None else None
-        self.weights = LossWeights(cfg.distill.alpha, cfg.distill.beta, cfg.distill.max_locations)
+        self.weights = LossWeights(
+            cfg.distill.alpha, cfg.distill.beta, cfg.distill.max_locations, cfg.loss.peak_weight
+        )
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
