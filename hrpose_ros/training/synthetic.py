@@ -323,9 +323,7 @@ class SceneGenerator:
             rgb, depth = background.copy(), np.zeros((cfg.height, cfg.width), np.float32)
             masks_all = [np.zeros((cfg.height, cfg.width), bool) for _ in items]
             for i in order:  # paste in random order: later layers occlude earlier ones
-                crop = self.renderer.render_crop(
-                    items[i], self.K, light(rng), with_depth=cfg.write_depth
-                )
+                crop = self.renderer.render_crop(items[i], self.K, light(rng), with_depth=cfg.write_depth)
                 if crop is None:
                     continue
                 (x0, y0, x1, y1), layer = crop
