@@ -16,7 +16,7 @@ from data_fixtures import BOX_ENTRY, render_config, write_objects_yaml
 from hrpose_ros.geometry.objects import load_catalogue
 from hrpose_ros.training.bop import read_dataset
 from hrpose_ros.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from hrpose_ros.training.config import DataConfig, OptimConfig, TrainConfig
+from hrpose_ros.training.config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from hrpose_ros.training.evaluate import estimator_for_checkpoint, evaluate
 from hrpose_ros.training.synthetic import generate_dataset
 from hrpose_ros.training.train import (
@@ -166,6 +166,22 @@ def test_resume_without_the_restored_rng_state_differs(scene, tmp_path) -> None:
     second.fit()
     a, b = _weights(full), _weights(second)
     assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_time_budget_stops_mid_epoch_with_a_checkpoint_that_resumes(scene, tmp_path, caplog) -> None:
+    cfg = _config(scene, tmp_path, epochs=3, batch_size=2, max_minutes=1e-6)  # spent at once
+    trainer = _trainer(cfg)
+    trainer.fit()
+    assert trainer.epoch == 0 and trainer.global_step < len(trainer.train_loader)
+    assert "time budget of 1e-06 min spent" in caplog.text
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["global_step"] == state["batches_done"] == trainer.global_step
+    resumed = _trainer(replace(cfg, max_minutes=0.0))
+    resumed.resume(tmp_path / "last.pt")
+    resumed.fit()
+    assert resumed.epoch == 3 and resumed.global_step == 3 * len(resumed.train_loader)
+    with pytest.raises(ConfigError, match="max_minutes"):
+        replace(cfg, max_minutes=-1.0)
 
 
 def test_checkpoint_is_written_atomically_with_everything_resume_needs(scene, tmp_path) -> None:

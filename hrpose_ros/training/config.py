@@ -112,6 +112,9 @@ class TrainConfig:
     """torch CPU threads (0: torch's default)."""
     max_steps: int = 0
     """Stop after this many optimiser steps in total (0: no limit)."""
+    max_minutes: float = 0.0
+    """Stop after this many minutes of training in this process (0: no limit), with a
+    checkpoint that ``--resume`` continues. Why: a lent GPU comes for minutes, not hours."""
     limit_batches: int = 0
     """Use at most this many batches per epoch (0: all)."""
     log_every: int = 20
@@ -131,6 +134,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        if self.max_minutes < 0:
+            raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.loss.peak_weight < 0:
             raise ConfigError(f"loss.peak_weight must be >= 0, got {self.loss.peak_weight}")
         if self.optim.lr_step_epochs < 1:

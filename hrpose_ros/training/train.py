@@ -252,6 +252,7 @@ class Trainer:
         self.epoch = 0
         self.batches_done = 0
         self.global_step = 0
+        self._fit_start, self._out_of_time = time.monotonic(), False
         self.epoch_rng = self._capture_epoch_start()
         self.history: list[dict[str, float]] = []
         self._writer: Any = None
@@ -357,7 +358,16 @@ class Trainer:
             next(it)
 
     def _budget_left(self) -> bool:
-        return not self.cfg.max_steps or self.global_step < self.cfg.max_steps
+        if self.cfg.max_steps and self.global_step >= self.cfg.max_steps:
+            return False
+        if self.cfg.max_minutes and time.monotonic() - self._fit_start >= 60.0 * self.cfg.max_minutes:
+            if not self._out_of_time:
+                _log.warning(
+                    "time budget of %g min spent: stopping (continue with --resume)", self.cfg.max_minutes
+                )
+            self._out_of_time = True
+            return False
+        return True
 
     def train_epoch(self) -> dict[str, float] | None:
         """Train the epoch in progress; returns its mean loss terms, or None if stopped early."""
@@ -455,8 +465,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def fit(self) -> list[dict[str, float]]:
-        """Train until ``epochs`` (or ``max_steps``); checkpoint every epoch. Returns the history."""
+        """Train until ``epochs`` (or ``max_steps`` / ``max_minutes``); checkpoint every epoch.
+        Returns the history."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._fit_start, self._out_of_time = time.monotonic(), False
         _log.info(
             "training %s (%s, %.2fM parameters) on %s, amp=%s",
             self.cfg.model,
@@ -468,7 +480,7 @@ class Trainer:
         try:
             while self.epoch < self.cfg.epochs:
                 means = self.train_epoch()
-                if means is None:  # max_steps reached mid-epoch
+                if means is None:  # max_steps or max_minutes reached mid-epoch
                     self.save()
                     break
                 metrics = {**means, **self.validate(), "lr": self.optimizer.param_groups[0]["lr"]}
@@ -513,6 +525,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     parser.add_argument("--limit-batches", type=int, help="batches per epoch at most")
     parser.add_argument(
+        "--max-minutes", type=float, help="stop after this many minutes of training, with a checkpoint"
+    )
+    parser.add_argument(
         "--resume",
         nargs="?",
         const="",
@@ -543,6 +558,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         "device": "device",
         "max_steps": "max_steps",
         "limit_batches": "limit_batches",
+        "max_minutes": "max_minutes",
     }
     out = [f"role={args.role}"]
     if args.role == "student" and args.model is None:
