@@ -1,0 +1,65 @@
+"""scripts/train_lmo.sh, the shipped model's recipe: every step runs and a re-run resumes.
+
+Tiny sizes (a few images, one optimiser step per network): this checks the plumbing of
+the recipe a GPU session will run, not the accuracy it reaches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hrpose_ros.geometry.objects import load_catalogue
+from hrpose_ros.runtime.bundle import load_bundle
+from hrpose_ros.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_recipe(run: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "RUN": str(run),
+        "IMAGES": "4",
+        "TEST_IMAGES": "2",
+        "WIDTH": "128",
+        "HEIGHT": "96",
+        "WORKERS": "1",
+        "DEVICE": "cpu",
+        "EPOCHS": "1",
+        "TRAIN_ARGS": "--max-steps 1 --batch-size 2 --set threads=1",
+    }
+    cmd = ["bash", str(ROOT / "scripts" / "train_lmo.sh")]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.mark.slow
+def test_recipe_makes_data_teacher_distilled_student_bundle_and_tables(tmp_path: Path) -> None:
+    run = tmp_path / "lmo"
+    first = _run_recipe(run)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    student = load_checkpoint(run / "student" / "last.pt")
+    assert student["config"]["role"] == "student"
+    assert student["config"]["teacher_checkpoint"] == str(run / "teacher" / "last.pt")
+    assert (student["config"]["distill"]["alpha"], student["config"]["distill"]["beta"]) == (0.5, 5e-5)
+
+    bundle = load_bundle(run / "bundle" / "hrpose_student.json")
+    assert list(bundle.classes) == load_catalogue(ROOT / "config" / "objects.yaml").names
+    assert tuple(bundle.input_size) == (128, 96)
+
+    heldout = json.loads((run / "eval_heldout" / "eval.json").read_text())
+    stream = json.loads((run / "eval_sample_stream" / "eval.json").read_text())
+    assert heldout["images"] == 2 and stream["images"] == 40
+    assert "| **average** |" in (run / "eval_sample_stream.md").read_text()
+
+    second = _run_recipe(run)  # nothing to redo: data kept, both trainings resume at their end
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "training images" not in second.stdout and "held-out test images" not in second.stdout
+    assert second.stderr.count("resumed") >= 2, second.stderr[-3000:]
