@@ -540,36 +540,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="image width (K scaled to match)")
     p.add_argument("--height", type=int, default=None, help="image height (K scaled to match)")
     p.add_argument("--backgrounds", default=None, help="folder of background photos (default: procedural)")
-    p.add_argument(
-        "--distance",
-        type=float,
-        nargs=2,
-        default=d.distance_m,
-        metavar=("MIN_M", "MAX_M"),
-        help=f"object distance range, metres (default {d.distance_m})",
+    ranges = (
+        ("--distance", float, d.distance_m, "object distance range, metres", ("MIN_M", "MAX_M")),
+        ("--objects-per-image", int, d.objects_per_image, "annotated objects per image", ("MIN", "MAX")),
+        ("--distractors", int, d.distractors_per_image, "unannotated distractors per image", ("MIN", "MAX")),
+        ("--light-intensity", float, d.light_intensity, "strength range of the random light", ("MIN", "MAX")),
+        ("--ambient", float, d.ambient, "ambient light range", ("MIN", "MAX")),
     )
-    p.add_argument(
-        "--objects-per-image", type=int, nargs=2, default=d.objects_per_image, metavar=("MIN", "MAX")
-    )
-    p.add_argument(
-        "--distractors", type=int, nargs=2, default=d.distractors_per_image, metavar=("MIN", "MAX")
-    )
-    p.add_argument(
-        "--light-intensity",
-        type=float,
-        nargs=2,
-        default=d.light_intensity,
-        metavar=("MIN", "MAX"),
-        help=f"strength range of the random light (default {d.light_intensity})",
-    )
-    p.add_argument(
-        "--ambient",
-        type=float,
-        nargs=2,
-        default=d.ambient,
-        metavar=("MIN", "MAX"),
-        help=f"ambient light range (default {d.ambient})",
-    )
+    for flag, kind, default, text, metavar in ranges:
+        p.add_argument(
+            flag, type=kind, nargs=2, default=default, metavar=metavar, help=f"{text} (default {default})"
+        )
     p.add_argument("--max-faces", type=int, default=d.max_faces, help="decimate meshes above this (0: never)")
     p.add_argument("--image-ext", choices=("jpg", "png"), default=d.image_ext)
     p.add_argument("--depth", action="store_true", help="also write depth/ images")
