@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run THERE, on the lent GPU, after scripts/device_prepare.sh here:
+#
+#   device run: command "bash scripts/device_train.sh", carry [".whl", ".gl", ".meshes"], timeout_s 600
+#
+# Installs what the image lacks, then runs scripts/train_lmo.sh sized to fit one
+# 10-minute command (data ~1.5 min on 16 cores, teacher and student MINUTES each, bundle
+# and tables ~1 min), and leaves in $OUT what the device tool brings back (8 files at
+# most, 16 MiB each): the bundle (ONNX + JSON), the two evaluation tables, the log, and
+# results.tar.gz (eval JSON/plots, training configs, TensorBoard logs).
+# Without .gl/ and .whl/ (e.g. a CPU smoke test) those installs are skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:?set OUT to the folder whose files come back}
+RUN=${RUN:-/tmp/lmo}
+
+if [ -d .gl ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  egl_vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  [ -f "$egl_vendor" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl_vendor
+fi
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+[ -d .meshes ] && export HRPOSE_MESH_DIR=$PWD/.meshes
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT/log.txt"
+
+RUN=$RUN PYTHON=${PYTHON:-python3} WORKERS=${WORKERS:-14} IMAGES=${IMAGES:-12000} \
+  TEST_IMAGES=${TEST_IMAGES:-300} MINUTES=${MINUTES:-3} PEAK_WEIGHT=${PEAK_WEIGHT:-0} \
+  bash scripts/train_lmo.sh 2>&1 | tr '\r' '\n' | grep -v -E '(it|img)/s' | tee -a "$OUT/log.txt"
+status=${PIPESTATUS[0]}
+
+cp "$RUN"/bundle/hrpose_student.json "$RUN"/bundle/hrpose_student.onnx "$OUT"/ 2>/dev/null
+cp "$RUN"/eval_heldout.md "$RUN"/eval_sample_stream.md "$OUT"/ 2>/dev/null
+tar -czf "$OUT/results.tar.gz" -C "$RUN" --exclude=data --exclude='*.pt' . 2>/dev/null
+ls -la "$OUT"
+exit "$status"
