@@ -36,6 +36,6 @@ status=${PIPESTATUS[0]}
 
 cp "$RUN"/bundle/hrpose_student.json "$RUN"/bundle/hrpose_student.onnx "$OUT"/ 2>/dev/null
 cp "$RUN"/eval_heldout.md "$RUN"/eval_sample_stream.md "$OUT"/ 2>/dev/null
-tar -czf "$OUT/results.tar.gz" -C "$RUN" --exclude=data --exclude='*.pt' . 2>/dev/null
+tar -czf "$OUT/results.tar.gz" -C "$RUN" --exclude=data --exclude=bundle --exclude='*.pt' . 2>/dev/null
 ls -la "$OUT"
 exit "$status"
