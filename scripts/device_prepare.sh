@@ -7,7 +7,7 @@
 # This writes .whl/ (Python 3.12 wheels at this project's pinned versions), .gl/ (Debian's
 # EGL/GL loader packages) and .meshes/ (the LM-O meshes), all excluded from git. Then:
 #
-#   device run: command "bash scripts/device_train.sh", carry [".whl", ".gl", ".meshes"], timeout_s 600
+#   device run: command "bash scripts/device_train.sh --install", carry [".whl", ".gl", ".meshes"], timeout_s 600
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # Run THERE, on the lent GPU, after scripts/device_prepare.sh here:
 #
-#   device run: command "bash scripts/device_train.sh", carry [".whl", ".gl", ".meshes"], timeout_s 600
+#   device run: command "bash scripts/device_train.sh --install", carry [".whl", ".gl", ".meshes"], timeout_s 600
 #
 # Installs what the image lacks, then runs scripts/train_lmo.sh sized to fit one
 # 10-minute command (data ~1.5 min on 16 cores, teacher and student MINUTES each, bundle
 # and tables ~1 min), and leaves in $OUT what the device tool brings back (8 files at
 # most, 16 MiB each): the bundle (ONNX + JSON), the two evaluation tables, the log, and
 # results.tar.gz (eval JSON/plots, training configs, TensorBoard logs).
-# Without .gl/ and .whl/ (e.g. a CPU smoke test) those installs are skipped.
+# --install unpacks .gl/ into / and .whl/ into /tmp/site: only on the lent machine, never on
+# a workstation. Without it (a CPU smoke test, the test suite) nothing is installed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder whose files come back}
 RUN=${RUN:-/tmp/lmo}
+INSTALL=0
+[ "${1:-}" = --install ] && INSTALL=1
 
-if [ -d .gl ]; then
+if [ "$INSTALL" = 1 ] && [ -d .gl ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
   egl_vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
   [ -f "$egl_vendor" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl_vendor
 fi
-if [ -d .whl ]; then
+if [ "$INSTALL" = 1 ] && [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}

@@ -1,7 +1,10 @@
-"""scripts/train_lmo.sh, the shipped model's recipe: every step runs and a re-run resumes.
+"""scripts/train_lmo.sh, the shipped model's recipe, and scripts/device_train.sh, its
+wrapper for a GPU loan: every step runs, the files to bring back land in $OUT, and a
+re-run resumes.
 
 Tiny sizes (a few images, one optimiser step per network): this checks the plumbing of
-the recipe a GPU session will run, not the accuracy it reaches.
+the recipe a GPU session will run, not the accuracy it reaches. device_train.sh runs
+without --install, so nothing is installed on this machine.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from hrpose_ros.training.checkpoint import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run_recipe(run: Path) -> subprocess.CompletedProcess:
+def _run_recipe(
+    run: Path, script: str = "train_lmo.sh", out: Path | None = None
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PYTHON": sys.executable,
@@ -34,16 +39,29 @@ def _run_recipe(run: Path) -> subprocess.CompletedProcess:
         "DEVICE": "cpu",
         "EPOCHS": "1",
         "TRAIN_ARGS": "--max-steps 1 --batch-size 2 --set threads=1",
+        "OUT": str(out or ""),
     }
-    cmd = ["bash", str(ROOT / "scripts" / "train_lmo.sh")]
+    cmd = ["bash", str(ROOT / "scripts" / script)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.mark.slow
 def test_recipe_makes_data_teacher_distilled_student_bundle_and_tables(tmp_path: Path) -> None:
-    run = tmp_path / "lmo"
-    first = _run_recipe(run)
+    run, out = tmp_path / "lmo", tmp_path / "out"
+    out.mkdir()
+    first = _run_recipe(run, "device_train.sh", out)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    brought_back = sorted(p.name for p in out.iterdir())
+    assert brought_back == [
+        "eval_heldout.md",
+        "eval_sample_stream.md",
+        "hrpose_student.json",
+        "hrpose_student.onnx",
+        "log.txt",
+        "results.tar.gz",
+    ]
+    assert all((out / name).stat().st_size < 16 * 2**20 for name in brought_back)  # the device tool's limit
+    assert "== student" in (out / "log.txt").read_text()
 
     student = load_checkpoint(run / "student" / "last.pt")
     assert student["config"]["role"] == "student"
@@ -59,7 +77,9 @@ def test_recipe_makes_data_teacher_distilled_student_bundle_and_tables(tmp_path:
     assert heldout["images"] == 2 and stream["images"] == 40
     assert "| **average** |" in (run / "eval_sample_stream.md").read_text()
 
-    second = _run_recipe(run)  # nothing to redo: data kept, both trainings resume at their end
+    second = _run_recipe(
+        run
+    )  # train_lmo.sh itself: nothing to redo: data kept, both trainings resume at their end
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "training images" not in second.stdout and "held-out test images" not in second.stdout
     assert second.stderr.count("resumed") >= 2, second.stderr[-3000:]
