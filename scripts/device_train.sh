@@ -33,7 +33,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT/log.txt"
 
 RUN=$RUN PYTHON=${PYTHON:-python3} WORKERS=${WORKERS:-14} IMAGES=${IMAGES:-12000} \
-  TEST_IMAGES=${TEST_IMAGES:-300} MINUTES=${MINUTES:-3} PEAK_WEIGHT=${PEAK_WEIGHT:-0} \
+  TEST_IMAGES=${TEST_IMAGES:-300} MINUTES=${MINUTES:-2.5} PEAK_WEIGHT=${PEAK_WEIGHT:-0} \
   bash scripts/train_lmo.sh 2>&1 | tr '\r' '\n' | grep -v -E '(it|img)/s' | tee -a "$OUT/log.txt"
 status=${PIPESTATUS[0]}
 
