@@ -86,7 +86,7 @@ class LossConfig:
     """The ground-truth term ``L_gt`` (see training.losses)."""
 
     peak_weight: float = 0.0
-    """Extra weight of the target peaks; 0 is the paper's plain MSE. Short CPU runs need it."""
+    """Extra weight of the target peaks; 0 is the paper's plain MSE. Short runs need it."""
 
 
 @dataclass(frozen=True)

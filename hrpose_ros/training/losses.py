@@ -7,7 +7,7 @@
   error counts ``1 + peak_weight * target`` times for belief maps and ``1 + peak_weight``
   times inside the vector-field discs. Why: about 1 % of the target pixels are non-zero,
   and a network trained by plain MSE first sits for thousands of steps at the all-zero
-  output (loss ~2e-3, no detections); short CPU runs never leave it. Weighting the peaks
+  output (loss ~2e-3, no detections); a 675-step CPU run never left it. Weighting the peaks
   makes the zero output costly from the first step. 0 (the default) is the paper's MSE;
 - ``L_out`` (output distillation): MSE between student and teacher belief maps, plus the
   same for vector fields;
