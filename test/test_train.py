@@ -216,65 +216,26 @@ def test_nan_loss_stops_with_a_clear_error(scene, tmp_path) -> None:
         trainer.train_step(batch)
 
 
-def test_cli_exits_2_with_a_message_when_the_loss_diverges(scene, tmp_path, capsys) -> None:
+def _tiny_cli_args(scene: tuple[Path, Path], epochs: int, *sets: str) -> list[str]:
+    """hrpose-train arguments for the tiny model on the test scene at 128x96, CPU, batch 4."""
     objects, split = scene
+    args = ["--model", "hrpose_tiny", "--data", str(split), "--objects", str(objects), "--device", "cpu",
+            "--batch-size", "4", "--epochs", str(epochs)]  # fmt: skip
+    for item in ("data.input_width=128", "data.input_height=96", "data.num_workers=0", *sets):
+        args += ["--set", item]
+    return args
+
+
+def test_cli_exits_2_with_a_message_when_the_loss_diverges(scene, tmp_path, capsys) -> None:
     code = main(
-        [
-            "teacher",
-            "--model",
-            "hrpose_tiny",
-            "--data",
-            str(split),
-            "--objects",
-            str(objects),
-            "--out",
-            str(tmp_path),
-            "--device",
-            "cpu",
-            "--batch-size",
-            "4",
-            "--epochs",
-            "3",
-            "--set",
-            "data.input_width=128",
-            "--set",
-            "data.input_height=96",
-            "--set",
-            "data.num_workers=0",
-            "--set",
-            "optim.lr=1e30",
-            "--set",
-            "overlay_every=0",
-        ]
+        ["teacher", "--out", str(tmp_path), *_tiny_cli_args(scene, 3, "optim.lr=1e30", "overlay_every=0")]
     )
     assert code == 2
     assert "loss is" in capsys.readouterr().err
 
 
 def test_cli_trains_teacher_then_student_with_distillation(scene, tmp_path, capsys) -> None:
-    objects, split = scene
-    common = [
-        "--model",
-        "hrpose_tiny",
-        "--data",
-        str(split),
-        "--objects",
-        str(objects),
-        "--device",
-        "cpu",
-        "--batch-size",
-        "4",
-        "--epochs",
-        "1",
-        "--set",
-        "data.input_width=128",
-        "--set",
-        "data.input_height=96",
-        "--set",
-        "data.num_workers=0",
-        "--set",
-        "log_every=1",
-    ]
+    common = _tiny_cli_args(scene, 1, "log_every=1")
     assert main(["teacher", "--out", str(tmp_path / "t"), *common]) == 0
     teacher_ckpt = tmp_path / "t" / "last.pt"
     assert teacher_ckpt.is_file()
