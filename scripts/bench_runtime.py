@@ -11,9 +11,16 @@ for each input size: inference latency does not depend on the weight values, and
 decode/PnP run on the target maps of ``--scene-objects`` objects (a random network's
 own outputs are noise, which would time decode/PnP on thousands of false peaks).
 
-Example (the CPU numbers in docs/benchmarks/):
+With ``--reference VARIANT@WxH`` each configuration runs interleaved, frame by frame, with
+a seeded random-weight ONNX Runtime export of that variant at that input size (e.g. the
+paper's student at 640x480), and the table gains the speed-up of the median frames/s
+against it: a ratio measured in one run, under the same load.
+
+Examples (the CPU numbers in docs/benchmarks/):
     .venv/bin/python scripts/bench_runtime.py --backends onnxruntime --threads 2 \\
         --input-sizes 640x480 512x384 320x256 --out docs/benchmarks/cpu_student
+    .venv/bin/python scripts/bench_runtime.py --bundle models/hrpose_student.json --threads 2 \\
+        --reference hrpose_student@640x480 --out docs/benchmarks/cpu_shipped
 """
 
 from __future__ import annotations
@@ -219,17 +226,62 @@ def run_one(
     }
 
 
+def run_interleaved(
+    estimators: dict[str, Estimator], frame: np.ndarray, K: np.ndarray, *, frames: int, warmup: int
+) -> dict[str, dict[str, Any]]:
+    """Time several estimators frame by frame in turn, so a change of machine load hits all
+    of them alike; returns :func:`run_one`-style stats per label."""
+    for _ in range(warmup):
+        for estimator in estimators.values():
+            estimator(frame, K)
+    timings: dict[str, list[dict[str, float]]] = {label: [] for label in estimators}
+    detections = dict.fromkeys(estimators, 0)
+    cpu = dict.fromkeys(estimators, 0.0)
+    load_before = os.getloadavg()[0]
+    for _ in tqdm(range(frames), desc=" / ".join(estimators), leave=False):
+        for label, estimator in estimators.items():
+            start = time.process_time()
+            detections[label] += len(estimator(frame, K))
+            cpu[label] += time.process_time() - start
+            timings[label].append(dict(estimator.last_timings))
+    load_after = os.getloadavg()[0]
+    return {
+        label: {
+            **summarise(timings[label]),
+            "frames": frames,
+            "detections_per_frame": detections[label] / frames,
+            "cpu_ms_per_frame": 1000.0 * cpu[label] / frames,
+            "load_average_1min": [load_before, load_after],
+        }
+        for label in estimators
+    }
+
+
+def parse_reference(text: str) -> tuple[str, tuple[int, int]]:
+    """``"hrpose_student@640x480"`` -> ("hrpose_student", (640, 480))."""
+    if "@" not in text:
+        raise argparse.ArgumentTypeError(f"reference must look like hrpose_student@640x480, got {text!r}")
+    name, size = text.split("@", 1)
+    return name, parse_size(size)
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """One row per configuration: medians (p99) per stage in ms, frames/s, CPU time and load."""
     head = "| backend | input | graph opt | quant | preprocess | inference | decode | PnP | total | fps |"
-    lines = [head + " CPU ms/frame | load |", "|" + "---|" * 12]
+    speedups = any("speedup_vs_reference" in r for r in rows)
+    extra = " speed-up |" if speedups else ""
+    lines = [head + " CPU ms/frame | load |" + extra, "|" + "---|" * (12 + speedups)]
     for r in rows:
         s = r["stats"]
         cells = [f"{s[k]['median_ms']:.1f} ({s[k]['p99_ms']:.1f})" for k in STAGES]
+        ratio = (
+            f" {r['speedup_vs_reference']:.1f}x |" if "speedup_vs_reference" in r else (" |" if extra else "")
+        )
         lines.append(
             f"| {r['backend']} | {r['input_size']} | {r['graph_opt']} | {r['quantize']} | "
             + " | ".join(cells)
             + f" | {s['fps_median']:.2f} | {s['cpu_ms_per_frame']:.0f} | {s['load_average_1min'][0]:.1f} |"
+            + ratio
         )
     note = (
         "Times in ms: median (p99). fps = 1000 / median total. Camera frame 640×480, batch 1. "
@@ -284,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="random-weight mode: decode/PnP run on target maps of this many objects (0: on the "
         "network's own outputs)",
     )
+    parser.add_argument(
+        "--reference",
+        type=parse_reference,
+        default=None,
+        metavar="VARIANT@WxH",
+        help="run each configuration interleaved with this random-weight ONNX Runtime model "
+        "(e.g. hrpose_student@640x480) and report the speed-up against it",
+    )
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--work-dir", default=None, help="where exported/quantised models go (default: temp)")
@@ -301,6 +361,19 @@ def main(argv: list[str] | None = None) -> int:
     K = intrinsics_matrix(600.0, 600.0, 319.5, 239.5)
     bundles: dict[Any, tuple[ModelBundle, Any]] = {}
     rows = []
+    reference = None
+    if args.reference:
+        ref_name, ref_size = args.reference
+        ref_bundle, _ = export_random_bundle(ref_name, args.catalogue, ref_size, work / "reference")
+        ref_backend = create_backend(
+            "onnxruntime", ref_bundle, threads=args.threads, device="cpu", spin=not args.no_spin
+        )
+        if args.scene_objects > 0:
+            ref_backend = SceneOutputs(ref_backend, K, args.scene_objects)
+        reference = (
+            f"{ref_name} {ref_size[0]}x{ref_size[1]} (reference)",
+            Estimator(ref_bundle, ref_backend),
+        )
     for backend_name, size, opt, quant in _configs(args):
         if size not in bundles:
             bundles[size] = (
@@ -331,7 +404,18 @@ def main(argv: list[str] | None = None) -> int:
             backend = SceneOutputs(backend, K, args.scene_objects)
         estimator = Estimator(bundle, backend, DecodeParams())
         label = f"{backend_name} {bundle.input_width}x{bundle.input_height} {opt} {quant}"
-        stats = run_one(estimator, frame, K, frames=args.frames, warmup=args.warmup, label=label)
+        ref_stats = None
+        if reference is None:
+            stats = run_one(estimator, frame, K, frames=args.frames, warmup=args.warmup, label=label)
+        else:
+            both = run_interleaved(
+                {label: estimator, reference[0]: reference[1]},
+                frame,
+                K,
+                frames=args.frames,
+                warmup=args.warmup,
+            )
+            stats, ref_stats = both[label], both[reference[0]]
         if quant != "none":
             stats["max_rel_error_vs_fp32"] = output_error_vs_fp32(bundle, backend, frame)
         rows.append(
@@ -344,6 +428,18 @@ def main(argv: list[str] | None = None) -> int:
                 "providers": getattr(backend, "providers", None),
             }
         )
+        if ref_stats is not None:
+            rows[-1]["speedup_vs_reference"] = stats["fps_median"] / ref_stats["fps_median"]
+            rows.append(
+                {
+                    "backend": "onnxruntime",
+                    "input_size": reference[0],
+                    "graph_opt": "all",
+                    "quantize": "none",
+                    "stats": ref_stats,
+                    "providers": None,
+                }
+            )
         _LOG.warning("%s: %.2f fps", label, stats["fps_median"])
         backend.close()
     out = Path(args.out)
@@ -355,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         "frames": args.frames,
         "spin": not args.no_spin,
         "bundle": args.bundle or f"{args.model} (seeded random weights)",
+        "reference": None
+        if args.reference is None
+        else f"{args.reference[0]}@{args.reference[1][0]}x"
+        f"{args.reference[1][1]} (seeded random weights, ONNX Runtime, interleaved frame by frame)",
         "decode_pnp_on": "network outputs"
         if args.bundle or not args.scene_objects
         else f"target maps of {args.scene_objects} objects (geometry.targets)",

@@ -3,7 +3,8 @@
 #
 #   device run: command "bash scripts/device_train.sh --install", carry [".whl", ".gl", ".meshes"], timeout_s 600
 #
-# Installs what the image lacks, then runs scripts/train_lmo.sh sized to fit one
+# Installs what the image lacks, then runs scripts/train_lmo.sh (RECIPE=hrnet by default:
+# the paper's HRNet teacher and student at 640x480, what a GPU is for) sized to fit one
 # 10-minute command (data ~1.5 min on 16 cores, teacher and student MINUTES each, bundle
 # and tables ~1 min), and leaves in $OUT what the device tool brings back (8 files at
 # most, 16 MiB each): the bundle (ONNX + JSON), the two evaluation tables, the log, and
@@ -34,7 +35,7 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | tee "$OUT/log.txt"
 
-RUN=$RUN PYTHON=${PYTHON:-python3} WORKERS=${WORKERS:-14} IMAGES=${IMAGES:-12000} \
+RECIPE=${RECIPE:-hrnet} RUN=$RUN PYTHON=${PYTHON:-python3} WORKERS=${WORKERS:-14} IMAGES=${IMAGES:-12000} \
   TEST_IMAGES=${TEST_IMAGES:-300} MINUTES=${MINUTES:-2.5} PEAK_WEIGHT=${PEAK_WEIGHT:-20} \
   TRAIN_ARGS=${TRAIN_ARGS:---set optim.lr=1e-3 --set optim.lr_step_epochs=2} \
   bash scripts/train_lmo.sh 2>&1 | tr '\r' '\n' | grep -v -E '(it|img)/s' | tee -a "$OUT/log.txt"

@@ -5,38 +5,58 @@
 #
 # Sizes come from the environment, so the same script runs a smoke test on a CPU and the
 # real run on a GPU. Every step calls the package's own entry points (python -m ...), so it
-# needs no installed console scripts. Defaults are the paper's full run:
+# needs no installed console scripts. Two recipes:
 #
-#   scripts/train_lmo.sh                                   # 20k images, 640x480, 120 + 120 epochs
-#   MINUTES=4 IMAGES=20000 WORKERS=14 scripts/train_lmo.sh # a GPU loan: 4 min per network
+#   scripts/train_lmo.sh                     # the CPU recipe of the shipped model (default):
+#       ImageNet-initialised EfficientNet-Lite2 teacher -> Lite0 student with KD, trained on
+#       160x160 crops at the run-time scale of a 384x288 input, photo backgrounds
+#   RECIPE=hrnet MINUTES=4 WORKERS=14 scripts/train_lmo.sh   # the paper's HRNet pair, 640x480 (a GPU)
 #   IMAGES=16 TEST_IMAGES=4 WIDTH=128 HEIGHT=96 DEVICE=cpu \
 #     TRAIN_ARGS="--max-steps 2 --batch-size 2" scripts/train_lmo.sh   # smoke test
 #
-# Variables: RUN (output folder, default runs/lmo), IMAGES, TEST_IMAGES, WIDTH, HEIGHT
-# (network input = training image size; the held-out set is always 640x480 like a real
-# camera), WORKERS, DEVICE, EPOCHS, BATCH, MINUTES (wall-clock budget per network, 0 = none),
-# PEAK_WEIGHT (loss.peak_weight, 0 = the paper's MSE), TRAIN_ARGS (extra hrpose-train
-# arguments for both networks), PYTHON.
+# Variables: RECIPE (lite or hrnet), RUN (output folder, default runs/lmo), IMAGES,
+# TEST_IMAGES, WIDTH, HEIGHT (network input), RENDER_WIDTH, RENDER_HEIGHT (training image
+# size; the held-out set is always 640x480 like a real camera), CROP (training crop side,
+# 0 = whole images), BACKGROUNDS (photo folder, '' = procedural only; made by
+# scripts/get_backgrounds.sh when missing), WORKERS, DEVICE, EPOCHS, TEACHER_EPOCHS, BATCH,
+# MINUTES (wall-clock budget per network, 0 = none), PEAK_WEIGHT (loss.peak_weight, 0 = the
+# paper's MSE), TRAIN_ARGS (extra hrpose-train arguments for both networks), PYTHON.
 # A step whose output exists is not redone; a training with a checkpoint resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+RECIPE=${RECIPE:-lite}
 RUN=${RUN:-runs/lmo}
 IMAGES=${IMAGES:-20000}
-TEST_IMAGES=${TEST_IMAGES:-500}
-WIDTH=${WIDTH:-640}
-HEIGHT=${HEIGHT:-480}
+TEST_IMAGES=${TEST_IMAGES:-300}
 WORKERS=${WORKERS:-$(nproc)}
 DEVICE=${DEVICE:-auto}
-EPOCHS=${EPOCHS:-120}
-BATCH=${BATCH:-32}
 MINUTES=${MINUTES:-0}
-PEAK_WEIGHT=${PEAK_WEIGHT:-0}
+case "$RECIPE" in
+  lite)  # see config/train_lite*.yaml
+    TEACHER_CONFIG=config/train_lite2_teacher.yaml STUDENT_CONFIG=config/train_lite0_student.yaml
+    WIDTH=${WIDTH:-384} HEIGHT=${HEIGHT:-288} RENDER_WIDTH=${RENDER_WIDTH:-512} RENDER_HEIGHT=${RENDER_HEIGHT:-384}
+    CROP=${CROP:-160} EPOCHS=${EPOCHS:-3} TEACHER_EPOCHS=${TEACHER_EPOCHS:-4} BATCH=${BATCH:-16}
+    PEAK_WEIGHT=${PEAK_WEIGHT:-20} BACKGROUNDS=${BACKGROUNDS-data/backgrounds} LOADER_WORKERS=0 ;;
+  hrnet)  # the paper's networks and schedule (config/train_teacher.yaml, train_student.yaml)
+    TEACHER_CONFIG=config/train_teacher.yaml STUDENT_CONFIG=config/train_student.yaml
+    WIDTH=${WIDTH:-640} HEIGHT=${HEIGHT:-480} RENDER_WIDTH=${RENDER_WIDTH:-$WIDTH} RENDER_HEIGHT=${RENDER_HEIGHT:-$HEIGHT}
+    CROP=${CROP:-0} EPOCHS=${EPOCHS:-120} TEACHER_EPOCHS=${TEACHER_EPOCHS:-$EPOCHS} BATCH=${BATCH:-32}
+    PEAK_WEIGHT=${PEAK_WEIGHT:-0} BACKGROUNDS=${BACKGROUNDS-} LOADER_WORKERS=$WORKERS ;;
+  *) echo "RECIPE must be lite or hrnet, got $RECIPE" >&2; exit 2 ;;
+esac
 read -r -a EXTRA <<<"${TRAIN_ARGS:-}"
+BG_TRAIN=() BG_TEST=()
+if [ -n "$BACKGROUNDS" ]; then
+  [ -n "$(ls -A "$BACKGROUNDS" 2>/dev/null)" ] || PYTHON=$PY scripts/get_backgrounds.sh "$BACKGROUNDS" "${BACKGROUNDS}_heldout"
+  BG_TRAIN=(--backgrounds "$BACKGROUNDS" --background-prob 0.7)
+  BG_TEST=(--backgrounds "${BACKGROUNDS}_heldout" --background-prob 0.7)
+fi
 
 # Object distances of LINEMOD-Occluded's photographs (0.4-1.1 m); the held-out set adds
-# lighting the training never had (training: intensity 0.5-1.4, ambient 0.2-0.55).
+# lighting and background photos the training never had (training: intensity 0.5-1.4,
+# ambient 0.2-0.55; photos: Debian's wallpapers for training, scikit-image's for the test).
 DISTANCE=(--distance 0.4 1.1 --objects-per-image 3 6)
 TRAIN_DATA=$RUN/data/train/train_synt
 TEST_DATA=$RUN/data/heldout/test
@@ -44,31 +64,32 @@ TEST_DATA=$RUN/data/heldout/test
 step() { printf '\n== %s\n' "$*"; }
 
 if [ ! -f "$TRAIN_DATA/000000/scene_gt.json" ]; then
-  step "training images: $IMAGES at ${WIDTH}x${HEIGHT}, seed 1"
+  step "training images: $IMAGES at ${RENDER_WIDTH}x${RENDER_HEIGHT}, seed 1"
   "$PY" -m hrpose_ros.training.synthetic --out "$RUN/data/train" --num-images "$IMAGES" --seed 1 \
-    --workers "$WORKERS" --width "$WIDTH" --height "$HEIGHT" "${DISTANCE[@]}"
+    --workers "$WORKERS" --width "$RENDER_WIDTH" --height "$RENDER_HEIGHT" "${DISTANCE[@]}" "${BG_TRAIN[@]}"
 fi
 if [ ! -f "$TEST_DATA/000000/scene_gt.json" ]; then
   step "held-out test images: $TEST_IMAGES at 640x480, seed 2, other lighting"
   "$PY" -m hrpose_ros.training.synthetic --out "$RUN/data/heldout" --split test \
-    --num-images "$TEST_IMAGES" --seed 2 --workers "$WORKERS" "${DISTANCE[@]}" \
+    --num-images "$TEST_IMAGES" --seed 2 --workers "$WORKERS" "${DISTANCE[@]}" "${BG_TEST[@]}" \
     --light-intensity 1.3 2.0 --ambient 0.05 0.2
 fi
 
-train() {  # role, config, extra arguments...
-  local role=$1 config=$2 out=$RUN/$1
-  shift 2
+train() {  # role, config, epochs, extra arguments...
+  local role=$1 config=$2 epochs=$3 out=$RUN/$1
+  shift 3
   local resume=()
   [ -f "$out/last.pt" ] && resume=(--resume)
-  step "$role: $EPOCHS epochs, batch $BATCH, ${MINUTES} min budget (0 = none)"
+  step "$role ($config): $epochs epochs, batch $BATCH, crop $CROP, ${MINUTES} min budget (0 = none)"
   "$PY" -m hrpose_ros.training.train "$role" --config "$config" --data "$TRAIN_DATA" --out "$out" \
-    --device "$DEVICE" --epochs "$EPOCHS" --batch-size "$BATCH" --max-minutes "$MINUTES" \
+    --device "$DEVICE" --epochs "$epochs" --batch-size "$BATCH" --max-minutes "$MINUTES" \
     --set "data.input_width=$WIDTH" --set "data.input_height=$HEIGHT" \
-    --set "data.num_workers=$WORKERS" --set "loss.peak_weight=$PEAK_WEIGHT" \
+    --set "data.crop_width=$CROP" --set "data.crop_height=$CROP" \
+    --set "data.num_workers=$LOADER_WORKERS" --set "loss.peak_weight=$PEAK_WEIGHT" \
     "${resume[@]}" "$@" "${EXTRA[@]}"
 }
-train teacher config/train_teacher.yaml
-train student config/train_student.yaml --teacher "$RUN/teacher/last.pt"
+train teacher "$TEACHER_CONFIG" "$TEACHER_EPOCHS"
+train student "$STUDENT_CONFIG" "$EPOCHS" --teacher "$RUN/teacher/last.pt"
 
 step "bundle (ONNX + metadata)"
 "$PY" -m hrpose_ros.training.export --checkpoint "$RUN/student/last.pt" --out "$RUN/bundle/hrpose_student" \

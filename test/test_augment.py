@@ -13,6 +13,7 @@ from hrpose_ros.training.augment import (
     AugmentParams,
     add_noise,
     color_jitter,
+    crop_view_transform,
     random_view_transform,
     roll_matrix,
     view_transform,
@@ -48,6 +49,36 @@ def test_new_pose_and_intrinsics_project_where_the_image_moved(case, out_size):
     # K stays a pinhole matrix (no skew, no rotation terms) for PnP
     assert view.K[0, 1] == 0 and view.K[1, 0] == 0 and np.array_equal(view.K[2], [0, 0, 1])
     np.testing.assert_allclose(R2 @ R2.T, np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.5])
+def test_crop_window_puts_the_chosen_pixel_at_its_centre_and_stays_exact(angle):
+    R, t = _pose(2)
+    centroid = project_points(KP3D[-1:], R, t, LINEMOD_K)[0]
+    view = crop_view_transform(LINEMOD_K, 0.6, tuple(centroid), (96, 64), angle_rad=angle, offset=(5.0, -3.0))
+    np.testing.assert_allclose(view.apply_points(centroid), [47.5 + 5.0, 31.5 - 3.0], atol=1e-9)
+    R2, t2 = view.apply_pose(R, t)
+    moved = view.apply_points(project_points(KP3D, R, t, LINEMOD_K))
+    np.testing.assert_allclose(project_points(KP3D, R2, t2, view.K), moved, atol=1e-9)
+    np.testing.assert_allclose(view.K[[0, 1], [0, 1]], 0.6 * LINEMOD_K[[0, 1], [0, 1]], rtol=1e-12)
+    assert view.out_size == (96, 64)
+
+
+def test_crop_window_matches_a_resize_then_a_cut():
+    """Without roll, the window is the resized image's pixels (cv2 pixel-centre convention)."""
+    img = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
+    small = cv2.resize(img, (320, 240), interpolation=cv2.INTER_LINEAR)
+    # a window whose centre is resized pixel (100.5, 60.5): rows 45..76, cols 85..116
+    center = ((100.5 + 0.5) / 0.5 - 0.5, (60.5 + 0.5) / 0.5 - 0.5)
+    view = crop_view_transform(LINEMOD_K, 0.5, center, (32, 32))
+    np.testing.assert_allclose(view.A[:2, 2], [-85.0 + 0.5 * 0.5 - 0.5, -45.0 + 0.5 * 0.5 - 0.5], atol=1e-9)
+    window = view.warp(img)
+    assert np.abs(window.astype(int) - small[45:77, 85:117].astype(int)).mean() < 1.0
+
+
+def test_crop_window_rejects_bad_sizes():
+    with pytest.raises(AugmentError, match="positive"):
+        crop_view_transform(LINEMOD_K, 0.0, (10.0, 10.0), (32, 32))
 
 
 def test_plain_resize_equals_the_geometry_core_scale_intrinsics():

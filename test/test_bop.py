@@ -111,6 +111,16 @@ def test_gt_info_from_masks_by_hand():
     assert hidden.bbox_visib == (-1, -1, -1, -1) and hidden.visib_fract == 0.0
 
 
+def test_gt_info_of_a_truncated_object_counts_its_whole_silhouette():
+    """BOP: bbox_obj, px_count_all and visib_fract include the part outside the image."""
+    full = np.zeros((6, 8), bool)
+    full[0:3, 0:4] = True  # 12 px inside; the object goes on past the top-left corner
+    info = gt_info_from_masks(full, full, ((-4, -2, 8, 5), 40))
+    assert info.bbox_obj == (-4, -2, 8, 5) and info.bbox_visib == (0, 0, 4, 3)
+    assert (info.px_count_all, info.px_count_valid, info.px_count_visib) == (40, 12, 12)
+    assert info.visib_fract == pytest.approx(12 / 40)
+
+
 def test_scene_folders_are_found_at_any_level():
     scene = HANDMADE / "test" / "000002"
     assert find_scene_dirs(scene) == [scene]

@@ -56,6 +56,11 @@ def test_overrides_apply_after_the_file_and_parse_numbers(tmp_path: Path) -> Non
         ("role=pupil", "role must be one of"),
         ("data.input_width=100", "multiples of 32"),
         ("epochs", "key=value"),
+        ("optim.name=sgd", "optim.name must be one of"),
+        ("optim.schedule=linear", "optim.schedule must be one of"),
+        ("optim.min_lr_fraction=2", "min_lr_fraction"),
+        ("data.crop_width=96", "crop_width/height must both be"),
+        ("data.crop_height=100", "crop_width/height must both be"),
     ],
 )
 def test_bad_values_name_the_field(override: str, message: str) -> None:

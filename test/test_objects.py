@@ -81,6 +81,13 @@ def test_shipped_catalogue_agrees_with_models_info():
         assert obj.mesh_path is not None and obj.mesh_path.is_file()
         np.testing.assert_allclose(obj.keypoints, cuboid_keypoints(lo, lo + size), atol=1e-6)
         assert obj.diameter == pytest.approx(ref["diameter"] / 1000)
+        # discrete symmetries: BOP's, translation mm -> m
+        expected = [np.array(m, dtype=float).reshape(4, 4) for m in ref.get("symmetries_discrete", [])]
+        for m in expected:
+            m[:3, 3] /= 1000
+        assert len(obj.symmetries) == len(expected)
+        for got, want in zip(obj.symmetries, expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-9)
 
 
 @needs_lmo
@@ -149,6 +156,10 @@ def test_missing_mesh_without_cuboid_is_an_error_naming_the_entry(tmp_path):
         ({"diameter": -0.1}, "diameter"),
         ({"colour": [0, 0, 0]}, "colour"),
         ({"bbox_min": None}, "bbox_min"),
+        ({"symmetries": [[1, 0, 0]]}, "symmetries"),
+        ({"symmetries": [[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]]}, "symmetries"),  # not symmetric
+        ({"symmetric": True, "symmetries": [[2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]]}, "symmetries"),
+        ({"symmetric": True, "symmetries": "half turn"}, "symmetries"),
     ],
 )
 def test_bad_entries_raise_catalogue_error_naming_entry_and_field(tmp_path, overrides, field):

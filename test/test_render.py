@@ -98,6 +98,35 @@ def test_masks_alone_are_unoccluded_silhouettes(renderer):
     np.testing.assert_array_equal(alone[1], scene.instance == 2)
 
 
+@pytest.mark.parametrize("t", [(-0.2, 0.05, 0.35), (0.16, -0.13, 0.35), (0.0, 0.16, 0.3)])
+def test_full_silhouette_of_a_cut_object_equals_a_render_on_a_larger_canvas(renderer, t):
+    """BOP's bbox_obj / px_count_all of an object the border cuts, against the same object
+    drawn on a canvas three times as wide and high (nine tiles around the image)."""
+    R = rotation(np.random.default_rng(11))
+    item = RenderItem("box", R, np.array(t))
+    xs, ys = [], []
+    for ty in (-1, 0, 1):
+        for tx in (-1, 0, 1):
+            K_tile = K_SMALL.copy()
+            K_tile[0, 2] -= tx * W
+            K_tile[1, 2] -= ty * H
+            tile_ys, tile_xs = np.nonzero(renderer.render([item], K_tile).instance == 1)
+            xs.append(tile_xs + tx * W)
+            ys.append(tile_ys + ty * H)
+    xs, ys = np.concatenate(xs), np.concatenate(ys)
+    inside = (xs >= 0) & (xs < W) & (ys >= 0) & (ys < H)
+    assert inside.any() and not inside.all()  # the case is a cut object
+    full = renderer.full_silhouette(item, K_SMALL)
+    assert full is not None
+    (x0, y0, w, h), count = full
+    assert (x0, y0, w, h) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    assert count == len(xs)
+
+
+def test_full_silhouette_is_none_inside_the_image(renderer):
+    assert renderer.full_silhouette(RenderItem("box", np.eye(3), np.array([0.0, 0.0, 0.6])), K_SMALL) is None
+
+
 def test_vertex_colours_and_colour_gain_reach_the_image(renderer):
     box = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
     box.visual.vertex_colors = np.tile([200, 100, 50, 255], (len(box.vertices), 1)).astype(np.uint8)

@@ -6,6 +6,7 @@ made once per module in a temporary folder.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,13 +17,15 @@ from data_fixtures import BOX_ENTRY, render_config, write_objects_yaml
 from hrpose_ros.geometry.objects import load_catalogue
 from hrpose_ros.training.bop import read_dataset
 from hrpose_ros.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from hrpose_ros.training.config import ConfigError, DataConfig, OptimConfig, TrainConfig
+from hrpose_ros.training.config import ConfigError, DataConfig, OptimConfig, TrainConfig, load_config
 from hrpose_ros.training.evaluate import estimator_for_checkpoint, evaluate
 from hrpose_ros.training.synthetic import generate_dataset
 from hrpose_ros.training.train import (
     NonFiniteLossError,
     Trainer,
     TrainingError,
+    _overrides,
+    _parse_args,
     build_datasets,
     load_teacher,
     main,
@@ -275,3 +278,47 @@ def test_learning_rate_halves_every_step_epochs(scene, tmp_path) -> None:
     cfg = _config(scene, tmp_path, epochs=5, limit_batches=1, optim=OptimConfig(lr=1e-3, lr_step_epochs=2))
     history = _trainer(cfg).fit()
     assert [h["lr"] for h in history] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+
+
+def test_cosine_schedule_warms_up_then_decays_per_step_to_the_floor(scene, tmp_path) -> None:
+    """Per optimiser step: linear warm-up to lr, then a cosine to lr x min_lr_fraction at the
+    last step (3 epochs x 2 batches of 4 = 6); and AdamW when asked for."""
+    optim = OptimConfig(name="adamw", lr=1e-3, schedule="cosine", warmup_steps=2, min_lr_fraction=0.1)
+    trainer = _trainer(_config(scene, tmp_path, epochs=3, batch_size=4, optim=optim))
+    assert len(trainer.train_loader) == 2
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    seen = []
+    for _ in range(6):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    seen.append(trainer.optimizer.param_groups[0]["lr"])
+
+    def cosine(progress: float) -> float:
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    expected = [0.5, 1.0, cosine(0), cosine(0.25), cosine(0.5), cosine(0.75), 0.1]
+    assert seen == pytest.approx([1e-3 * f for f in expected])
+
+
+def test_cosine_schedule_steps_in_training_not_per_epoch(scene, tmp_path) -> None:
+    optim = OptimConfig(lr=1e-3, schedule="cosine", min_lr_fraction=0.0)
+    history = _trainer(_config(scene, tmp_path, epochs=2, batch_size=4, optim=optim)).fit()
+    assert history[0]["lr"] == pytest.approx(0.5e-3)  # after 2 of 4 steps: half way down
+    assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # after 4 of 4 steps: at the floor
+
+
+@pytest.mark.parametrize(
+    ("config_text", "cli_model", "expected"),
+    [
+        ("", None, "hrpose_student"),  # the paper's student by default
+        ("model: hrpose_lite0\n", None, "hrpose_lite0"),  # a config file's model is kept
+        ("model: hrpose_lite0\n", "hrpose_tiny", "hrpose_tiny"),  # --model wins
+    ],
+)
+def test_student_model_comes_from_cli_then_config_then_default(tmp_path, config_text, cli_model, expected):
+    config = tmp_path / "student.yaml"
+    config.write_text(config_text or "epochs: 1\n")
+    argv = ["student", "--config", str(config)] + (["--model", cli_model] if cli_model else [])
+    args = _parse_args(argv)
+    assert load_config(args.config, _overrides(args)).model == expected

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_recipe(
-    run: Path, script: str = "train_lmo.sh", out: Path | None = None
+    run: Path, script: str = "train_lmo.sh", out: Path | None = None, **extra: str
 ) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
@@ -35,11 +35,15 @@ def _run_recipe(
         "TEST_IMAGES": "2",
         "WIDTH": "128",
         "HEIGHT": "96",
+        "RENDER_WIDTH": "128",
+        "RENDER_HEIGHT": "96",
+        "BACKGROUNDS": "",
         "WORKERS": "1",
         "DEVICE": "cpu",
         "EPOCHS": "1",
         "TRAIN_ARGS": "--max-steps 1 --batch-size 2 --set threads=1",
         "OUT": str(out or ""),
+        **extra,
     }
     cmd = ["bash", str(ROOT / "scripts" / script)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -77,9 +81,25 @@ def test_recipe_makes_data_teacher_distilled_student_bundle_and_tables(tmp_path:
     assert heldout["images"] == 2 and stream["images"] == 40
     assert "| **average** |" in (run / "eval_sample_stream.md").read_text()
 
-    second = _run_recipe(
-        run
-    )  # train_lmo.sh itself: nothing to redo: data kept, both trainings resume at their end
+    # train_lmo.sh itself, the recipe device_train.sh chose: nothing to redo: data kept, both
+    # trainings resume at their end
+    second = _run_recipe(run, RECIPE="hrnet")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "training images" not in second.stdout and "held-out test images" not in second.stdout
     assert second.stderr.count("resumed") >= 2, second.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_default_cpu_recipe_distils_lite0_from_lite2_on_crops(tmp_path: Path) -> None:
+    run = tmp_path / "lite"
+    result = _run_recipe(run, CROP="64")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    teacher = load_checkpoint(run / "teacher" / "last.pt")
+    student = load_checkpoint(run / "student" / "last.pt")
+    assert (teacher["model_name"], student["model_name"]) == ("hrpose_lite2", "hrpose_lite0")
+    assert teacher["config"]["pretrained"] == student["config"]["pretrained"] == "imagenet"
+    assert student["config"]["teacher_checkpoint"] == str(run / "teacher" / "last.pt")
+    assert (student["config"]["data"]["crop_width"], student["config"]["data"]["crop_height"]) == (64, 64)
+    bundle = load_bundle(run / "bundle" / "hrpose_student.json")
+    assert bundle.model_name == "hrpose_lite0" and tuple(bundle.input_size) == (128, 96)
+    assert "| **average** |" in (run / "eval_heldout.md").read_text()

@@ -1,9 +1,9 @@
 """Object catalogue: the classes the network knows, read from ``config/objects.yaml``.
 
 Each class has a name, an id, 9 keypoints (``keypoints.Keypoint`` order, metres),
-a diameter, a symmetry flag and a colour. Keypoints come from the mesh's bounding
-box when the mesh file exists, otherwise from the cuboid given in the file. See the
-comment block at the top of ``config/objects.yaml`` for the file format.
+a diameter, a symmetry flag (with optional discrete symmetries) and a colour.
+Keypoints come from the mesh's bounding box when the mesh file exists, otherwise from
+the cuboid given in the file. See the comment block at the top of ``config/objects.yaml`` for the file format.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint, cuboid_keypoints
+from hrpose_ros.geometry.symmetry import SymmetryError, parse_symmetry
 
 __all__ = [
     "BBOX_TOLERANCE_M",
@@ -46,7 +47,7 @@ BBOX_TOLERANCE_M = 1e-3
 """Largest allowed difference between a mesh's bounding box and the cuboid given for it."""
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ENTRY_KEYS = {"name", "id", "mesh", "bbox_min", "bbox_size", "diameter", "symmetric", "color"}
+_ENTRY_KEYS = {"name", "id", "mesh", "bbox_min", "bbox_size", "diameter", "symmetric", "symmetries", "color"}
 _TOP_KEYS = {"mesh_dir", "mesh_units", "objects"}
 
 
@@ -67,6 +68,9 @@ class ObjectSpec:
         color: (r, g, b) floats in 0..1.
         mesh_path: mesh file when it exists, else None.
         mesh_units: unit of the mesh file (a key of ``MESH_UNITS``).
+        symmetries: discrete symmetries, (4, 4) rigid transforms of the object frame
+            (metres) that map the object onto itself; training picks one canonical pose
+            among them (``geometry.symmetry``).
     """
 
     name: str
@@ -77,6 +81,7 @@ class ObjectSpec:
     color: tuple[float, float, float]
     mesh_path: Path | None = None
     mesh_units: str = "mm"
+    symmetries: tuple[np.ndarray, ...] = ()
 
     def __post_init__(self) -> None:
         kp = np.array(self.keypoints, dtype=np.float64)
@@ -84,6 +89,13 @@ class ObjectSpec:
             raise CatalogueError(f"object '{self.name}': keypoints must be finite (9, 3), got {kp.shape}")
         kp.setflags(write=False)
         object.__setattr__(self, "keypoints", kp)
+        try:
+            sym = tuple(parse_symmetry(np.asarray(m).ravel()) for m in self.symmetries)
+        except SymmetryError as exc:
+            raise CatalogueError(f"object '{self.name}': {exc}") from exc
+        for m in sym:
+            m.setflags(write=False)
+        object.__setattr__(self, "symmetries", sym)
 
     @property
     def bbox_min(self) -> np.ndarray:
@@ -307,7 +319,21 @@ def _parse_entry(raw: Any, index: int, mesh_dir: Path | None, units: str) -> Obj
         color=tuple(float(c) for c in raw["color"]),
         mesh_path=mesh_path,
         mesh_units=units,
+        symmetries=_symmetries(raw, entry),
     )
+
+
+def _symmetries(raw: dict[str, Any], entry: str) -> tuple[np.ndarray, ...]:
+    """The ``symmetries`` field: a list of row-major 4x4 transforms, translation in metres."""
+    value = raw.get("symmetries", [])
+    if not isinstance(value, list) or not all(isinstance(m, list) for m in value):
+        raise _fail(entry, "symmetries", f"must be a list of 16-number lists, got {value!r}")
+    if value and not raw["symmetric"]:
+        raise _fail(entry, "symmetries", "given for an object with symmetric: false")
+    try:
+        return tuple(parse_symmetry(m) for m in value)
+    except (SymmetryError, TypeError, ValueError) as exc:
+        raise _fail(entry, "symmetries", str(exc)) from exc
 
 
 def _mesh_dir(data: dict[str, Any], yaml_dir: Path, override: str | Path | None) -> Path | None:

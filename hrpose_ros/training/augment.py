@@ -35,6 +35,7 @@ __all__ = [
     "ViewTransform",
     "add_noise",
     "color_jitter",
+    "crop_view_transform",
     "gaussian_blur",
     "photometric",
     "random_view_transform",
@@ -174,6 +175,45 @@ def view_transform(
         [
             [sx, 0.0, scale * (0.5 * ow / sw - 0.5 - cxo) + cxo + shift[0]],
             [0.0, sy, scale * (0.5 * oh / sh - 0.5 - cyo) + cyo + shift[1]],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    return ViewTransform(A=S @ roll, R_roll=Rz, K=S @ K, out_size=(int(ow), int(oh)))
+
+
+def crop_view_transform(
+    K: np.ndarray,
+    scale: float,
+    center: tuple[float, float],
+    out_size: tuple[int, int],
+    *,
+    angle_rad: float = 0.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> ViewTransform:
+    """Roll by ``angle_rad``, resize by ``scale`` and cut an ``out_size`` (W, H) window that
+    shows source pixel ``center`` at the window centre moved by ``offset`` output pixels.
+
+    Why: most of a camera frame is background; training on windows around the objects, at
+    the scale the network sees them at run time (its letterbox scale), spends the CPU on
+    object pixels. The window follows the pixel-centre convention of :func:`view_transform`.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise AugmentError(f"K must be a finite (3, 3) camera matrix, got {K!r}")
+    ow, oh = out_size
+    if min(ow, oh) <= 0 or not scale > 0:
+        raise AugmentError(f"out_size and scale must be positive, got {out_size}, {scale}")
+    Rz = roll_matrix(angle_rad)
+    roll = K @ Rz @ np.linalg.inv(K)
+    roll[2] = (0.0, 0.0, 1.0)
+    rolled = roll @ np.array([center[0], center[1], 1.0])
+    target = np.array([(ow - 1) / 2.0 + offset[0], (oh - 1) / 2.0 + offset[1]])
+    # resize u' = (u + 0.5) * scale - 0.5, then translate the rolled centre onto the target
+    shift = target - ((rolled[:2] + 0.5) * scale - 0.5)
+    S = np.array(
+        [
+            [scale, 0.0, 0.5 * scale - 0.5 + shift[0]],
+            [0.0, scale, 0.5 * scale - 0.5 + shift[1]],
             [0.0, 0.0, 1.0],
         ]
     )

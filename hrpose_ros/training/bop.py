@@ -186,18 +186,30 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
 
 
-def gt_info_from_masks(mask_all: np.ndarray, mask_visib: np.ndarray) -> GtInfo:
+def gt_info_from_masks(
+    mask_all: np.ndarray,
+    mask_visib: np.ndarray,
+    full_silhouette: tuple[tuple[int, int, int, int], int] | None = None,
+) -> GtInfo:
     """BOP info from the unoccluded silhouette and the visible part, both (H, W) bool.
 
-    ``px_count_valid`` equals ``px_count_all`` (synthetic depth is valid everywhere).
+    ``full_silhouette``: ``(bbox_obj, px_count_all)`` of the whole silhouette of an object
+    that the image border cuts (the renderer's ``full_silhouette``). BOP defines
+    ``bbox_obj``, ``px_count_all`` and so ``visib_fract`` on the whole silhouette, the part
+    outside the image included; without it they come from ``mask_all``, which is exact
+    for objects inside the image. ``px_count_valid`` is the in-image part of the
+    silhouette (synthetic depth is valid everywhere inside the image).
     """
-    n_all = int(np.count_nonzero(mask_all))
+    n_in = int(np.count_nonzero(mask_all))
     n_vis = int(np.count_nonzero(mask_visib))
+    bbox_obj, n_all = _bbox(mask_all), n_in
+    if full_silhouette is not None:
+        bbox_obj, n_all = tuple(int(v) for v in full_silhouette[0]), max(int(full_silhouette[1]), n_in)
     return GtInfo(
-        bbox_obj=_bbox(mask_all),
+        bbox_obj=bbox_obj,
         bbox_visib=_bbox(mask_visib),
         px_count_all=n_all,
-        px_count_valid=n_all,
+        px_count_valid=n_in,
         px_count_visib=n_vis,
         visib_fract=float(n_vis / n_all) if n_all else 0.0,
     )

@@ -56,16 +56,32 @@ class DataConfig:
     """Radius of the vector-field disc (geometry.targets.vector_fields)."""
     augment: bool = True
     """Online augmentation: blur, colour jitter, rotation."""
+    crop_width: int = 0
+    crop_height: int = 0
+    """Train on crop_width x crop_height windows around the objects, cut at the network's
+    run-time scale (input_width x input_height letterbox); 0: whole images. Why: most of a
+    camera frame is background, and a CPU pays for every pixel."""
     num_workers: int = 2
+
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("step", "cosine")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam with a step schedule (the paper's)."""
+    """Adam with a step schedule (the paper's), or AdamW with warm-up + cosine decay."""
 
+    name: str = "adam"
+    """``adam`` (the paper's) or ``adamw`` (decoupled weight decay)."""
     lr: float = 1e-4
+    schedule: str = "step"
+    """``step``: lr x lr_gamma every lr_step_epochs epochs (the paper's). ``cosine``: linear
+    warm-up over warmup_steps, then cosine decay to lr x min_lr_fraction at the last step."""
     lr_step_epochs: int = 20
     lr_gamma: float = 0.5
+    warmup_steps: int = 0
+    min_lr_fraction: float = 0.01
     weight_decay: float = 0.0
 
 
@@ -138,6 +154,24 @@ class TrainConfig:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.loss.peak_weight < 0:
             raise ConfigError(f"loss.peak_weight must be >= 0, got {self.loss.peak_weight}")
+        if self.optim.name not in OPTIMIZERS:
+            raise ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {self.optim.name!r}")
+        if self.optim.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
+        if self.optim.warmup_steps < 0 or not 0 <= self.optim.min_lr_fraction <= 1:
+            raise ConfigError(
+                f"optim.warmup_steps must be >= 0 and optim.min_lr_fraction in [0, 1], got "
+                f"{self.optim.warmup_steps}, {self.optim.min_lr_fraction}"
+            )
+        if (
+            (self.data.crop_width > 0) != (self.data.crop_height > 0)
+            or self.data.crop_width % 32
+            or (self.data.crop_height % 32)
+        ):
+            raise ConfigError(
+                f"data.crop_width/height must both be 0 or both multiples of 32, got "
+                f"{self.data.crop_width}x{self.data.crop_height}"
+            )
         if self.optim.lr_step_epochs < 1:
             raise ConfigError(f"optim.lr_step_epochs must be >= 1, got {self.optim.lr_step_epochs}")
         if self.data.input_width % 32 or self.data.input_height % 32:

@@ -2,9 +2,11 @@
 
 Per image: read the RGB file and its annotations (``training.bop``), apply one exact
 view transform (resize to the network input, plus roll/zoom/shift when augmenting;
-see ``training.augment``), project the catalogue's 3D keypoints with the transformed
-pose and intrinsics, and build the belief maps and vector fields with the geometry
-core's ``targets`` (the one implementation the decoder is tested against).
+or, with ``crop_size``, a window around one object at the network's run-time scale;
+see ``training.augment``), pick the canonical pose of symmetric objects
+(``geometry.symmetry``), project the catalogue's 3D keypoints with the transformed pose
+and intrinsics, and build the belief maps and vector fields with the geometry core's
+``targets`` (the one implementation the decoder is tested against).
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ import torch
 from torch.utils.data import Dataset
 
 from hrpose_ros.geometry.camera import project_points
-from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS
+from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint
 from hrpose_ros.geometry.objects import Catalogue
+from hrpose_ros.geometry.symmetry import canonical_pose
 from hrpose_ros.geometry.targets import belief_maps, vector_fields
-from hrpose_ros.training.augment import AugmentParams, photometric, random_view_transform, view_transform
+from hrpose_ros.training.augment import (
+    AugmentParams,
+    ViewTransform,
+    crop_view_transform,
+    photometric,
+    random_view_transform,
+    view_transform,
+)
 from hrpose_ros.training.bop import BopError, BopImage, read_dataset
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BopPoseDataset", "DatasetError", "collate", "normalize_image"]
@@ -88,6 +98,8 @@ class BopPoseDataset(Dataset):
         seed: int = 0,
         target_dtype: torch.dtype = torch.float32,
         with_targets: bool = True,
+        crop_size: tuple[int, int] | None = None,
+        crop_offset_fraction: float = 0.35,
     ):
         """Args:
         root: a BOP scene, split or dataset folder (see ``bop.find_scene_dirs``).
@@ -105,10 +117,25 @@ class BopPoseDataset(Dataset):
         with_targets: False leaves ``belief``/``vectors`` out of the samples, for
             building them on the training device with ``training.targets_torch``
             (``batch_targets``): the fast path for a GPU that eats 1000 images/s.
+        crop_size: (W, H) of a window around one annotated object, cut from the image
+            resized by the network's letterbox scale (``input_size``): samples show
+            objects at their run-time size at a fraction of the full frame's cost.
+            None: the whole image at ``input_size``.
+        crop_offset_fraction: the object centre lands up to this fraction of the window
+            size away from the window centre (uniform), so the network does not learn
+            that objects sit in the middle.
         """
         w, h = (int(v) for v in input_size)
         if w <= 0 or h <= 0 or w % stride or h % stride:
             raise DatasetError(f"input_size {input_size} must be positive multiples of stride {stride}")
+        if crop_size is not None:
+            cw, ch = (int(v) for v in crop_size)
+            if cw <= 0 or ch <= 0 or cw % stride or ch % stride:
+                raise DatasetError(f"crop_size {crop_size} must be positive multiples of stride {stride}")
+            crop_size = (cw, ch)
+        if not 0 <= crop_offset_fraction <= 0.5:
+            raise DatasetError(f"crop_offset_fraction must lie in [0, 0.5], got {crop_offset_fraction}")
+        self.crop_size, self.crop_offset_fraction = crop_size, float(crop_offset_fraction)
         if len(catalogue) == 0:
             raise DatasetError("catalogue is empty")
         self.input_size, self.stride = (w, h), int(stride)
@@ -161,16 +188,22 @@ class BopPoseDataset(Dataset):
             dtype=bool,
         )
         src_size = (rgb.shape[1], rgb.shape[0])
-        if self.augment is not None:
-            rng = self._rng(index)
+        rng = self._rng(index) if self.augment is not None else None
+        if self.crop_size is not None:
+            view = self._crop_view(rng, entry.K, R, t, cls, visible, src_size)
+            rgb = self._warp(view, rgb, rng)
+        elif rng is not None:
             view = random_view_transform(rng, entry.K, src_size, self.input_size, self.augment)
-            border = tuple(int(v) for v in rng.integers(0, 256, 3))
-            rgb = photometric(view.warp(rgb, border_value=border), rng, self.augment)
+            rgb = self._warp(view, rgb, rng)
         else:
             view = view_transform(entry.K, src_size, self.input_size)
             if src_size != self.input_size:  # cv2.resize maps pixel centres exactly as view.A does
                 rgb = cv2.resize(rgb, self.input_size, interpolation=cv2.INTER_AREA)
         R, t = view.apply_pose(R, t)
+        for m in range(len(keep)):
+            symmetries = self.catalogue[int(cls[m])].symmetries
+            if symmetries:
+                R[m], t[m] = canonical_pose(R[m], t[m], symmetries)
         kp = np.full((len(keep), NUM_KEYPOINTS, 2), np.nan)
         for m in range(len(keep)):
             kp[m] = project_points(self._keypoints[cls[m]], R[m], t[m], view.K)
@@ -192,9 +225,53 @@ class BopPoseDataset(Dataset):
             )
         return sample
 
+    def _warp(self, view: ViewTransform, rgb: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Warp into the sample's frame; with augmentation, a random border colour and the
+        photometric ops."""
+        if rng is None:
+            return view.warp(rgb)
+        border = tuple(int(v) for v in rng.integers(0, 256, 3))
+        return photometric(view.warp(rgb, border_value=border), rng, self.augment)
+
+    def _crop_view(  # noqa: PLR0917 (private helper: the sample's pieces, in order)
+        self,
+        rng: np.random.Generator | None,
+        K: np.ndarray,
+        R: np.ndarray,
+        t: np.ndarray,
+        cls: np.ndarray,
+        visible: np.ndarray,
+        src_size: tuple[int, int],
+    ) -> ViewTransform:
+        """A ``crop_size`` window around one visible object (random with ``rng``, else the
+        first), at the letterbox scale of ``input_size`` times a random zoom."""
+        scale = min(self.input_size[0] / src_size[0], self.input_size[1] / src_size[1])
+        candidates = np.flatnonzero(visible)
+        if len(candidates):
+            m = int(candidates[0] if rng is None else rng.choice(candidates))
+            centroid = self._keypoints[cls[m], Keypoint.CENTROID]
+            center = project_points(centroid[None], R[m], t[m], K)[0]
+        else:
+            center = np.array([(src_size[0] - 1) / 2.0, (src_size[1] - 1) / 2.0])
+        if rng is None or self.augment is None:
+            return crop_view_transform(K, scale, (float(center[0]), float(center[1])), self.crop_size)
+        lo, hi = self.augment.scale_range
+        zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        angle = np.deg2rad(rng.uniform(-self.augment.rotation_deg, self.augment.rotation_deg))
+        offset = rng.uniform(-1.0, 1.0, size=2) * self.crop_offset_fraction * np.asarray(self.crop_size)
+        return crop_view_transform(
+            K,
+            scale * zoom,
+            (float(center[0]), float(center[1])),
+            self.crop_size,
+            angle_rad=float(angle),
+            offset=(float(offset[0]), float(offset[1])),
+        )
+
     def _targets(self, keypoints_2d: np.ndarray, cls: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Geometry-core targets of the visible instances, in ``target_dtype``."""
-        out_hw = (self.input_size[1] // self.stride, self.input_size[0] // self.stride)
+        size = self.crop_size or self.input_size
+        out_hw = (size[1] // self.stride, size[0] // self.stride)
         C = len(self.catalogue)
         belief = belief_maps(keypoints_2d, cls, C, out_hw, self.stride, self.sigma)
         vectors = vector_fields(keypoints_2d, cls, C, out_hw, self.stride, self.radius)

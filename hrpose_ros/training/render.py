@@ -458,6 +458,16 @@ class Renderer:
         """Pixel box (x0, y0, x1, y1), end-exclusive and clipped to the image, that holds
         every pixel the item can cover (from its 3D bounding box); None when outside.
         The whole image when part of the box is behind the near plane."""
+        box = self._unclipped_box(item, K)
+        if box is None:
+            return (0, 0, self.width, self.height)
+        x0, y0, x1, y1 = box
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, self.width), min(y1, self.height)
+        return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
+
+    def _unclipped_box(self, item: RenderItem, K: np.ndarray) -> tuple[int, int, int, int] | None:
+        """:meth:`projected_box` before clipping to the image; None when part of the 3D box
+        is behind the near plane."""
         lo, hi = self._meshes[self._check_item(item)][4]
         corners = np.array(
             [
@@ -469,13 +479,48 @@ class Renderer:
             3
         )
         if np.any(cam[:, 2] <= self.near):
-            return (0, 0, self.width, self.height)
+            return None
         uv = cam @ np.asarray(K, dtype=np.float64).T
         uv = uv[:, :2] / uv[:, 2:3]
         x0, y0 = np.floor(uv.min(axis=0)).astype(int) - 1
         x1, y1 = np.ceil(uv.max(axis=0)).astype(int) + 2
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, self.width), min(y1, self.height)
-        return (int(x0), int(y0), int(x1), int(y1)) if x1 > x0 and y1 > y0 else None
+        return int(x0), int(y0), int(x1), int(y1)
+
+    def full_silhouette(
+        self, item: RenderItem, K: np.ndarray
+    ) -> tuple[tuple[int, int, int, int], int] | None:
+        """BOP's ``bbox_obj`` (x, y, w, h) and ``px_count_all`` of an item that the image
+        border cuts, counted on the whole silhouette, the part outside the image included.
+
+        BOP defines both on the full silhouette (bop_toolkit's ``calc_gt_info.py`` renders
+        on a larger canvas); clipping them to the image makes a truncated object look
+        fully visible. Here the item is drawn alone with the principal point moved so that
+        its projected box lands inside the canvas (scaled down when the box is larger than
+        the canvas; counts are then scaled back). None when the item lies wholly inside
+        the image (its in-image silhouette is already the whole one) or is not in front of
+        the camera.
+        """
+        box = self._unclipped_box(item, K)
+        if box is None:
+            return None
+        x0, y0, x1, y1 = box
+        if x0 >= 0 and y0 >= 0 and x1 <= self.width and y1 <= self.height:
+            return None
+        f = min(1.0, (self.width - 2) / (x1 - x0), (self.height - 2) / (y1 - y0))
+        shift = np.array([[f, 0.0, 1.0 - f * x0], [0.0, f, 1.0 - f * y0], [0.0, 0.0, 1.0]])
+        crop = self.render_crop(item, shift @ np.asarray(K, dtype=np.float64))
+        if crop is None:
+            return None
+        (cx0, cy0, _, _), out = crop
+        ys, xs = np.nonzero(out.instance > 0)
+        if len(xs) == 0:
+            return None
+        # canvas pixel c -> image pixel (c - 1) / f + x0 (exact for f = 1)
+        bx0 = int(np.floor((xs.min() + cx0 - 1.0) / f + x0))
+        by0 = int(np.floor((ys.min() + cy0 - 1.0) / f + y0))
+        bx1 = int(np.ceil((xs.max() + cx0 - 1.0) / f + x0))
+        by1 = int(np.ceil((ys.max() + cy0 - 1.0) / f + y0))
+        return (bx0, by0, bx1 - bx0 + 1, by1 - by0 + 1), round(len(xs) / (f * f))
 
     def _begin(self, K: np.ndarray, light: Light, scissor: tuple[int, int, int, int] | None = None) -> None:
         import moderngl  # noqa: PLC0415

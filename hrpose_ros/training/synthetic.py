@@ -153,7 +153,8 @@ class SyntheticSample:
     Attributes:
         rgb: (H, W, 3) uint8; K: (3, 3); instances: annotated objects (BOP obj_id, R, t);
         masks_visib / masks_all: per instance (H, W) bool; depth: (H, W) float32 metres or None;
-        mode: 'render' or 'cut_paste'.
+        mode: 'render' or 'cut_paste'; extras: ``full_silhouettes``, per instance the
+        renderer's ``full_silhouette`` (None for objects inside the image).
     """
 
     rgb: np.ndarray
@@ -347,7 +348,10 @@ class SceneGenerator:
             depth = depth if cfg.write_depth else None
         rgb = self._finish(rng, np.ascontiguousarray(rgb))
         instances = [bop.GtInstance(spec.id, it.R, it.t) for spec, it in targets]
-        return SyntheticSample(rgb, self.K.copy(), instances, masks_visib, masks_all, depth, mode)
+        full = [self.renderer.full_silhouette(it, self.K) for _, it in targets]
+        return SyntheticSample(
+            rgb, self.K.copy(), instances, masks_visib, masks_all, depth, mode, {"full_silhouettes": full}
+        )
 
     def _masks_all(self, items: Sequence, masks_visib: list[np.ndarray]) -> list[np.ndarray]:
         """Unoccluded silhouettes of the first ``len(masks_visib)`` items. An item whose
@@ -415,9 +419,10 @@ def write_sample(out_split: str | Path, index: int, sample: SyntheticSample, con
         depth_scale=config.depth_scale,
         image_ext=config.image_ext,
     )
+    full = sample.extras.get("full_silhouettes") or [None] * len(sample.masks_all)
     infos = [
-        bop.gt_info_entry(bop.gt_info_from_masks(a, v))
-        for a, v in zip(sample.masks_all, sample.masks_visib, strict=True)
+        bop.gt_info_entry(bop.gt_info_from_masks(a, v, f))
+        for a, v, f in zip(sample.masks_all, sample.masks_visib, full, strict=True)
     ]
     return (
         scene_id,
@@ -540,6 +545,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="image width (K scaled to match)")
     p.add_argument("--height", type=int, default=None, help="image height (K scaled to match)")
     p.add_argument("--backgrounds", default=None, help="folder of background photos (default: procedural)")
+    p.add_argument(
+        "--background-prob",
+        type=float,
+        default=d.background_image_prob,
+        help=f"chance of a photo when --backgrounds is given (default {d.background_image_prob})",
+    )
     ranges = (
         ("--distance", float, d.distance_m, "object distance range, metres", ("MIN_M", "MAX_M")),
         ("--objects-per-image", int, d.objects_per_image, "annotated objects per image", ("MIN", "MAX")),
@@ -572,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ambient=tuple(args.ambient),
         max_faces=args.max_faces or None,
         background_dir=args.backgrounds,
+        background_image_prob=args.background_prob,
         image_ext=args.image_ext,
         write_depth=args.depth,
         images_per_scene=args.images_per_scene,

@@ -116,16 +116,39 @@ def load_teacher(path: str | Path, num_classes: int, device: torch.device) -> HR
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam over the trainable parameters (the paper's optimiser)."""
+    """Adam (the paper's optimiser) or AdamW over the trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    kind = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
+    return kind(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.StepLR:
-    """Step schedule per epoch: lr x ``lr_gamma`` every ``lr_step_epochs`` (paper: x0.5 every 20)."""
-    return torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=cfg.optim.lr_step_epochs, gamma=cfg.optim.lr_gamma
-    )
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int = 1
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule (``optim.schedule``).
+
+    ``step``, stepped once per epoch: lr x ``lr_gamma`` every ``lr_step_epochs`` (paper: x0.5
+    every 20). ``cosine``, stepped once per optimiser step: linear warm-up from 0 over
+    ``warmup_steps``, then a cosine from lr to lr x ``min_lr_fraction`` at step
+    ``epochs x steps_per_epoch`` (``max_steps`` when smaller). Why cosine: a short CPU run
+    wants a high learning rate early and a low one at its end, whatever its length.
+    """
+    if cfg.optim.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=cfg.optim.lr_step_epochs, gamma=cfg.optim.lr_gamma
+        )
+    total = cfg.epochs * max(steps_per_epoch, 1)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    warmup, floor = cfg.optim.warmup_steps, cfg.optim.min_lr_fraction
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(total - warmup, 1))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def make_loader(
@@ -170,7 +193,8 @@ def build_datasets(
         "seed": cfg.seed,
         "with_targets": targets_in_loader,
     }
-    train = ds.BopPoseDataset(cfg.data.train_dir, augment=cfg.data.augment, **common)
+    crop = (cfg.data.crop_width, cfg.data.crop_height) if cfg.data.crop_width and cfg.data.augment else None
+    train = ds.BopPoseDataset(cfg.data.train_dir, augment=cfg.data.augment, crop_size=crop, **common)
     val = ds.BopPoseDataset(cfg.data.val_dir, augment=False, **common) if cfg.data.val_dir else None
     return train, val, ds.collate
 
@@ -239,11 +263,15 @@ class Trainer:
             cfg.distill.alpha, cfg.distill.beta, cfg.distill.max_locations, cfg.loss.peak_weight
         )
         self.optimizer = build_optimizer(self.model, cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
         self.generator = torch.Generator()
         self.generator.manual_seed(cfg.seed)
         self.train_loader = make_loader(train_set, cfg, self.generator, collate_fn)
+        steps_per_epoch = len(self.train_loader)
+        if cfg.limit_batches:
+            steps_per_epoch = min(steps_per_epoch, cfg.limit_batches)
+        self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
+        self._per_step_schedule = cfg.optim.schedule == "cosine"
         self.val_loader = (
             make_loader(val_set, cfg, torch.Generator(), collate_fn, shuffle=False) if val_set else None
         )
@@ -349,6 +377,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self._per_step_schedule:
+            self.scheduler.step()
         self.global_step += 1
         return parts
 
@@ -492,7 +522,8 @@ class Trainer:
                     self.cfg.epochs,
                     ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
                 )
-                self.scheduler.step()
+                if not self._per_step_schedule:
+                    self.scheduler.step()
                 self.epoch += 1
                 self.batches_done = 0
                 self.epoch_rng = self._capture_epoch_start()
@@ -545,6 +576,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _config_sets_model(path: str | None) -> bool:
+    """Whether the YAML config at ``path`` names a model variant (unreadable: no; load_config
+    then reports the file's problem)."""
+    import yaml  # noqa: PLC0415
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) if path else None
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(values, dict) and "model" in values
+
+
 def _overrides(args: argparse.Namespace) -> list[str]:
     mapping = {
         "teacher": "teacher_checkpoint",
@@ -561,7 +604,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         "max_minutes": "max_minutes",
     }
     out = [f"role={args.role}"]
-    if args.role == "student" and args.model is None:
+    if args.role == "student" and args.model is None and not _config_sets_model(args.config):
         out.append("model=hrpose_student")
     out += [
         f"{key}={getattr(args, name)}" for name, key in mapping.items() if getattr(args, name) is not None

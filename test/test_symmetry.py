@@ -1,0 +1,68 @@
+"""Canonical poses of symmetric objects (geometry core)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from data_fixtures import rotation
+
+from hrpose_ros.geometry.symmetry import SymmetryError, canonical_pose, parse_symmetry
+
+HALF_TURN_Z = parse_symmetry([-1, 0, 0, 0.002, 0, -1, 0, -0.001, 0, 0, 1, 0, 0, 0, 0, 1])
+
+
+def _quarter_turns() -> list[np.ndarray]:
+    out = []
+    for k in (1, 2, 3):
+        c, s = np.cos(k * np.pi / 2), np.sin(k * np.pi / 2)
+        out.append(parse_symmetry([c, -s, 0, 0, s, c, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_equivalent_pose_maps_to_the_same_canonical_pose(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    R, t = rotation(rng), rng.uniform(-0.2, 0.2, 3) + np.array([0.0, 0.0, 0.8])
+    symmetries = _quarter_turns()
+    canon = canonical_pose(R, t, symmetries)
+    for S in symmetries:
+        other = canonical_pose(R @ S[:3, :3], t + R @ S[:3, 3], symmetries)
+        np.testing.assert_allclose(other[0], canon[0], atol=1e-12)
+        np.testing.assert_allclose(other[1], canon[1], atol=1e-12)
+    assert np.trace(canon[0]) == pytest.approx(max(np.trace(R @ S[:3, :3]) for S in [np.eye(4), *symmetries]))
+
+
+def test_equivalent_pose_puts_the_model_points_in_the_same_place() -> None:
+    """(R S_R, t + R S_t) moves the symmetric copy of every model point where (R, t) put it."""
+    rng = np.random.default_rng(1)
+    R, t = rotation(rng), np.array([0.0, 0.1, 0.9])
+    pts = rng.uniform(-0.05, 0.05, (30, 3))
+    R2, t2 = canonical_pose(R, t, [HALF_TURN_Z])
+    if np.allclose(R2, R):
+        R, t = R @ HALF_TURN_Z[:3, :3], t + R @ HALF_TURN_Z[:3, 3]  # start from the other one
+        R2, t2 = canonical_pose(R, t, [HALF_TURN_Z])
+    # S maps each point p onto its twin S p; the canonical pose sees the twin where R saw p
+    twins = pts @ HALF_TURN_Z[:3, :3].T + HALF_TURN_Z[:3, 3]
+    np.testing.assert_allclose(twins @ R2.T + t2, pts @ R.T + t, atol=1e-12)
+
+
+def test_no_symmetries_keeps_the_pose() -> None:
+    R = rotation(np.random.default_rng(2))
+    t = np.array([0.1, 0.0, 0.5])
+    R2, t2 = canonical_pose(R, t, [])
+    np.testing.assert_array_equal(R2, R)
+    np.testing.assert_array_equal(t2, t)
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ([1, 0, 0], "16 finite numbers"),
+        ([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1], "last row"),
+        ([2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], "proper rotation"),
+        ([-1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], "proper rotation"),  # a mirror
+    ],
+)
+def test_bad_symmetries_are_refused(values: list, match: str) -> None:
+    with pytest.raises(SymmetryError, match=match):
+        parse_symmetry(values)
