@@ -159,6 +159,16 @@ def test_model_cost_counts_parameters_and_flops_that_scale_with_pixels() -> None
     assert large["gflops"] == pytest.approx(4 * small["gflops"], rel=0.02)
 
 
+def test_head_share_is_the_flops_outside_the_backbone() -> None:
+    """A fraction strictly between 0 and 1; Lite0's reduced sum fusion keeps fusion +
+    regressor below half of the network's FLOPs."""
+    lite = model_cost("hrpose_lite0", 8, (128, 96))
+    tiny = model_cost("hrpose_tiny", 8, (128, 96))
+    for cost in (lite, tiny):
+        assert 0.0 < cost["head_flops_share"] < 1.0
+    assert lite["head_flops_share"] < 0.5
+
+
 def test_cli_evaluates_a_checkpoint_through_the_estimator(scene, tmp_path, capsys) -> None:
     """A (random) checkpoint runs end to end: tables on stdout, eval.json and accuracy.png written."""
     objects, split = scene

@@ -298,7 +298,9 @@ def plot_accuracy(result: EvalResult, path: str | Path) -> Path:
 
 
 def model_cost(variant: str, num_classes: int, input_size: tuple[int, int]) -> dict[str, float]:
-    """Parameters and FLOPs (torch's FlopCounterMode, one multiply-add = 2 FLOPs) at (W, H)."""
+    """Parameters and FLOPs (torch's FlopCounterMode, one multiply-add = 2 FLOPs) at (W, H),
+    and the share of the FLOPs outside the backbone (fusion + regressor): where a light
+    backbone's time goes when the head is too wide."""
     import torch  # noqa: PLC0415
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
@@ -309,9 +311,12 @@ def model_cost(variant: str, num_classes: int, input_size: tuple[int, int]) -> d
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(torch.zeros(1, 3, height, width))
+    total = counter.get_total_flops()
+    backbone = sum(counter.get_flop_counts().get(f"{type(model).__name__}.backbone", {}).values())
     return {
         "params_m": count_parameters(model) / 1e6,
-        "gflops": counter.get_total_flops() / 1e9,
+        "gflops": total / 1e9,
+        "head_flops_share": 1.0 - backbone / total if total else 0.0,
         "input_size": [int(width), int(height)],
     }
 
@@ -408,7 +413,8 @@ def format_tables(result: EvalResult) -> str:
     if "params_m" in m:
         lines.append(
             f"model {m.get('variant')}: {m['params_m']:.2f}M parameters, {m['gflops']:.2f} GFLOPs at "
-            f"{m['input_size'][0]}x{m['input_size'][1]} (FlopCounterMode, multiply-add = 2 FLOPs)"
+            f"{m['input_size'][0]}x{m['input_size'][1]} (FlopCounterMode, multiply-add = 2 FLOPs), "
+            f"{100 * m.get('head_flops_share', float('nan')):.0f} % of them in fusion + regressor"
         )
     return "\n".join(lines)
 
