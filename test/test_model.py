@@ -101,3 +101,28 @@ def test_backbone_weights_of_another_architecture_are_refused(tmp_path) -> None:
         create_model("hrpose_tiny", 2, pretrained_path=path)
     with pytest.raises(ModelError, match="not found"):
         load_backbone_weights(create_model("hrpose_tiny", 2), tmp_path / "missing.pth")
+
+
+def test_frozen_stem_keeps_its_weights_and_batchnorm_statistics() -> None:
+    torch.manual_seed(0)
+    model = create_model("hrpose_lite0", 2)
+    frozen = model.freeze_backbone_before("blocks.2")
+    assert frozen > 0
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    out = model(torch.randn(2, 3, 64, 64))
+    (out["belief"].square().mean() + out["vectors"].square().mean()).backward()
+    optimizer.step()
+    after = model.backbone.state_dict()
+    stem = [k for k in before if k.startswith(("conv_stem.", "bn1.", "blocks.0.", "blocks.1."))]
+    later = [k for k in before if k.startswith("blocks.2.") and k.endswith(("weight", "running_mean"))]
+    assert stem and later
+    assert all(torch.equal(before[k], after[k]) for k in stem), "the frozen stem changed"
+    assert all(not torch.equal(before[k], after[k]) for k in later), "the rest did not train"
+    assert not model.backbone.bn1.training and model.backbone.blocks[2][0].bn1.training
+
+
+def test_freezing_an_unknown_module_is_refused() -> None:
+    with pytest.raises(ModelError, match="no module"):
+        create_model("hrpose_tiny", 1).freeze_backbone_before("blocks.99")

@@ -115,7 +115,11 @@ class TrainConfig:
     """A registered variant of training.model."""
     teacher_checkpoint: str = ""
     pretrained: str = ""
-    """Optional local timm checkpoint with ImageNet backbone weights."""
+    """``imagenet`` (the variant's packaged weights), a local timm checkpoint, or empty."""
+    freeze_backbone_before: str = ""
+    """Freeze the backbone's parameters registered before this module (e.g. ``blocks.2``:
+    the stem and the stride-2/4 blocks of EfficientNet-Lite), BatchNorms included; empty:
+    train everything."""
     out_dir: str = "runs/teacher"
     epochs: int = 120
     batch_size: int = 32

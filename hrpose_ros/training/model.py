@@ -203,6 +203,39 @@ class HRPoseNet(nn.Module):
         self.belief_head = nn.Conv2d(head_width, num_classes * NUM_KEYPOINTS, kernel_size=1)
         self.vector_head = nn.Conv2d(head_width, num_classes * VECTOR_CHANNELS_PER_CLASS, kernel_size=1)
 
+    def freeze_backbone_before(self, module_name: str) -> int:
+        """Freeze every backbone parameter registered before ``module_name`` (e.g. ``blocks.2``
+        of EfficientNet-Lite: the stem and the stride-2 and stride-4 blocks), and keep their
+        BatchNorms in eval mode. Returns the number of frozen tensors.
+
+        Why: ImageNet's first layers are generic edge and colour filters, and on a CPU their
+        backward pass at full resolution is the costliest part of a training step.
+        """
+        names = [name for name, _ in self.backbone.named_modules()]
+        if module_name not in names:
+            raise ModelError(f"backbone {self.backbone_name!r} has no module {module_name!r}")
+        frozen = 0
+        for name, param in self.backbone.named_parameters():
+            if name.startswith(module_name + "."):
+                break
+            param.requires_grad_(False)
+            frozen += 1
+        self._frozen_norms = [
+            m
+            for m in self.backbone.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and all(not p.requires_grad for p in m.parameters())
+        ]
+        self.train(self.training)
+        return frozen
+
+    def train(self, mode: bool = True) -> HRPoseNet:
+        """``nn.Module.train``, except that BatchNorms of a frozen stem stay in eval mode."""
+        super().train(mode)
+        for norm in getattr(self, "_frozen_norms", ()):
+            norm.eval()
+        return self
+
     def fuse(self, branches: list[torch.Tensor]) -> torch.Tensor:
         """Bring every branch to the stride-4 grid and combine them (see the module docstring)."""
         if self.reduce is not None:

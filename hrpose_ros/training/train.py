@@ -257,6 +257,9 @@ class Trainer:
         self.use_amp = cfg.amp and self.device.type == "cuda"
         seed_everything(cfg.seed)
         self.model = create_model(cfg.model, len(catalogue), pretrained_path=cfg.pretrained or None)
+        if cfg.freeze_backbone_before:
+            frozen = self.model.freeze_backbone_before(cfg.freeze_backbone_before)
+            _log.info("froze %d backbone tensors before %s", frozen, cfg.freeze_backbone_before)
         self.model.to(self.device)
         self.teacher = teacher.to(self.device).eval() if teacher is not None else None
         self.weights = LossWeights(
