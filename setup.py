@@ -32,7 +32,7 @@ setup(
             "hrpose-train = hrpose_ros.training.train:main",
             "hrpose-eval = hrpose_ros.training.evaluate:main",
             "hrpose-export = hrpose_ros.training.export:main",
-            "hrpose-synth = hrpose_ros.training.synthetic:main",
+            "hrpose-synth = hrpose_ros.data.synthetic:main",
             "hrpose-build-engine = hrpose_ros.runtime.build_engine:main",
         ],
     },

@@ -54,10 +54,10 @@ def calibrate(model: Path, bop: Path, frames: int, threads: int) -> float:
     """Seconds per frame of the estimator on this machine (offline, same backend options)."""
     import cv2  # noqa: PLC0415 (script: heavy imports after argument parsing)
 
+    from hrpose_ros.data.bop import read_dataset  # noqa: PLC0415
     from hrpose_ros.runtime.backends import create_backend  # noqa: PLC0415
     from hrpose_ros.runtime.bundle import load_bundle  # noqa: PLC0415
     from hrpose_ros.runtime.estimator import Estimator  # noqa: PLC0415
-    from hrpose_ros.training.bop import read_dataset  # noqa: PLC0415
 
     bundle = load_bundle(model)
     estimator = Estimator(bundle, create_backend("onnxruntime", bundle, threads=threads))

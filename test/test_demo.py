@@ -18,13 +18,13 @@ pytest.importorskip("vision_msgs.msg")
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 
+from hrpose_ros.data.bop import BopImage, GtInstance
 from hrpose_ros.demo import DemoRun, answered_frames, score_stream
 from hrpose_ros.geometry.camera import intrinsics_matrix, project_points
 from hrpose_ros.geometry.keypoints import cuboid_keypoints
 from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
 from hrpose_ros.ros_messages import detection3d_array
 from hrpose_ros.runtime.estimator import Detection
-from hrpose_ros.training.bop import BopImage, GtInstance
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MODEL = ROOT / "test" / "data" / "fixture_model" / "fixture.json"

@@ -141,7 +141,7 @@ def test_bad_intrinsics_are_refused(bundle):
 def _rendered_image() -> tuple[np.ndarray, np.ndarray]:
     """A box rendered by the training renderer, pasted on seeded smooth noise (RGB, 640×480)."""
     trimesh = pytest.importorskip("trimesh")
-    render = pytest.importorskip("hrpose_ros.training.render")
+    render = pytest.importorskip("hrpose_ros.data.render")
     K = intrinsics_matrix(600.0, 600.0, 319.5, 239.5)
     try:
         renderer = render.Renderer(640, 480)

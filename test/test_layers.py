@@ -203,7 +203,7 @@ import cv2
 from hrpose_ros.runtime.backends import create_backend
 from hrpose_ros.runtime.bundle import load_bundle
 from hrpose_ros.runtime.estimator import Estimator
-from hrpose_ros.training.bop import read_dataset
+from hrpose_ros.data.bop import read_dataset
 import hrpose_ros.demo, hrpose_ros.node, hrpose_ros.player  # the ROS side needs no torch either
 bundle = load_bundle(sys.argv[1])
 estimator = Estimator(bundle, create_backend("onnxruntime", bundle, threads=1))

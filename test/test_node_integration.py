@@ -31,11 +31,11 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from hrpose_ros.data.bop import read_dataset  # noqa: E402
 from hrpose_ros.geometry.camera import scale_intrinsics  # noqa: E402
 from hrpose_ros.player import frame_messages  # noqa: E402
 from hrpose_ros.ros_session import BackgroundNode, stop_process  # noqa: E402
 from hrpose_ros.stamp_matcher import stamp_to_ns  # noqa: E402
-from hrpose_ros.training.bop import read_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -159,8 +159,8 @@ def _frame_messages(stamp_sec: int):
     """(Image, CameraInfo) of every fixture frame, stamped ``stamp_sec + i``."""
     from std_msgs.msg import Header  # noqa: PLC0415
 
+    from hrpose_ros.data.bop import read_dataset  # noqa: PLC0415
     from hrpose_ros.player import frame_messages  # noqa: PLC0415
-    from hrpose_ros.training.bop import read_dataset  # noqa: PLC0415
 
     out = []
     for i, frame in enumerate(read_dataset(FIXTURE_STREAM)):

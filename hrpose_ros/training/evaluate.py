@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from hrpose_ros.data.bop import BopImage, read_dataset
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.decode import DecodeParams
 from hrpose_ros.geometry.keypoints import Keypoint
@@ -40,7 +41,6 @@ from hrpose_ros.geometry.metrics import (
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
 from hrpose_ros.runtime.bundle import ModelBundle, check_against_catalogue, load_bundle
 from hrpose_ros.runtime.estimator import Detection, Estimator
-from hrpose_ros.training.bop import BopImage, read_dataset
 
 __all__ = [
     "ADD_FRACTION",
@@ -185,7 +185,7 @@ def evaluate(
 
     Args:
         estimator: the runtime pipeline; its classes must be ``catalogue``'s, in order.
-        images: annotated BOP images (``training.bop.read_dataset``).
+        images: annotated BOP images (``data.bop.read_dataset``).
         catalogue: object classes with diameters, symmetry flags and model points.
         model_info: copied into the result (variant, params, FLOPs, ...).
     """
