@@ -85,9 +85,9 @@ def train_tiny(train_dir: Path, catalogue, steps: int, seed: int, threads: int =
     """
     import torch  # noqa: PLC0415
 
+    from hrpose_ros.network.model import create_model  # noqa: PLC0415
     from hrpose_ros.training.dataset import BopPoseDataset, collate  # noqa: PLC0415
     from hrpose_ros.training.losses import target_loss  # noqa: PLC0415
-    from hrpose_ros.training.model import create_model  # noqa: PLC0415
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)

@@ -17,13 +17,8 @@ from hrpose_ros.geometry.camera import project_points, scale_intrinsics
 from hrpose_ros.geometry.keypoints import NUM_CORNERS, Keypoint
 from hrpose_ros.geometry.objects import Catalogue
 from hrpose_ros.geometry.targets import to_output_coords
-from hrpose_ros.training.dataset import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    BopPoseDataset,
-    DatasetError,
-    collate,
-)
+from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
+from hrpose_ros.training.dataset import BopPoseDataset, DatasetError, collate
 
 torch.set_num_threads(1)
 

@@ -14,6 +14,7 @@ from hrpose_ros.data.bop import read_dataset
 from hrpose_ros.data.synthetic import generate_dataset
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import load_catalogue
+from hrpose_ros.network.model import count_parameters, create_model
 from hrpose_ros.runtime.estimator import Detection
 from hrpose_ros.training.config import DataConfig, TrainConfig
 from hrpose_ros.training.evaluate import (
@@ -25,7 +26,6 @@ from hrpose_ros.training.evaluate import (
     model_cost,
     plot_accuracy,
 )
-from hrpose_ros.training.model import count_parameters, create_model
 from hrpose_ros.training.train import Trainer, build_datasets
 
 torch.set_num_threads(1)

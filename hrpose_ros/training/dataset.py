@@ -34,13 +34,11 @@ from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint
 from hrpose_ros.geometry.objects import Catalogue
 from hrpose_ros.geometry.symmetry import canonical_pose
 from hrpose_ros.geometry.targets import belief_maps, vector_fields
+from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BopPoseDataset", "DatasetError", "collate", "normalize_image"]
+__all__ = ["BopPoseDataset", "DatasetError", "collate", "normalize_image"]
 
 _LOG = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DatasetError(ValueError):

@@ -304,7 +304,7 @@ def model_cost(variant: str, num_classes: int, input_size: tuple[int, int]) -> d
     import torch  # noqa: PLC0415
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
-    from hrpose_ros.training.model import count_parameters, create_model  # noqa: PLC0415
+    from hrpose_ros.network.model import count_parameters, create_model  # noqa: PLC0415
 
     model = create_model(variant, num_classes).eval()
     width, height = input_size
@@ -323,7 +323,7 @@ def model_cost(variant: str, num_classes: int, input_size: tuple[int, int]) -> d
 
 def bundle_for_checkpoint(path: str | Path, info: dict[str, Any], catalogue: Catalogue) -> ModelBundle:
     """An in-memory bundle describing a training checkpoint (no ONNX file), for the Estimator."""
-    from hrpose_ros.training.model import OUTPUT_STRIDE  # noqa: PLC0415
+    from hrpose_ros.network.model import OUTPUT_STRIDE  # noqa: PLC0415
 
     path = Path(path)
     if list(info.get("classes", catalogue.names)) != catalogue.names:
@@ -353,8 +353,8 @@ def estimator_for_checkpoint(
     input_size: tuple[int, int] | None = None,
 ) -> tuple[Estimator, dict[str, Any]]:
     """Estimator over a torch checkpoint, through the runtime's torch backend."""
+    from hrpose_ros.network.checkpoint import model_from_checkpoint  # noqa: PLC0415
     from hrpose_ros.runtime.backends.torch_backend import TorchBackend  # noqa: PLC0415
-    from hrpose_ros.training.checkpoint import model_from_checkpoint  # noqa: PLC0415
 
     model, info = model_from_checkpoint(path)
     if input_size is not None:
