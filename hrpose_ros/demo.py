@@ -30,19 +30,15 @@ import cv2
 import numpy as np
 
 from hrpose_ros.data.bop import BopImage, read_dataset
+from hrpose_ros.evaluation.report import format_tables
+from hrpose_ros.evaluation.results import EvalResult, summarise
+from hrpose_ros.evaluation.scoring import match_detections, score_instance
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
 from hrpose_ros.ros_messages import image_to_array, rotation_to_quaternion
 from hrpose_ros.ros_session import BackgroundNode, stop_process
 from hrpose_ros.runtime.bundle import load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import Detection
-from hrpose_ros.training.evaluate import (
-    EvalResult,
-    format_tables,
-    match_detections,
-    score_instance,
-    summarise,
-)
 
 __all__ = ["DemoRun", "answered_frames", "detections_from_msg", "main", "run_demo", "score_stream"]
 
