@@ -25,7 +25,7 @@ TORCH_BACKEND = RUNTIME / "backends" / "torch_backend.py"
 
 FORBIDDEN_IN_GEOMETRY = {"rclpy", "torch", "timm", "cv_bridge", "torchvision", "tensorrt", "onnxruntime"}
 ALLOWED_THIRD_PARTY_IN_GEOMETRY = {"numpy", "cv2", "yaml"}
-ROS_ADAPTER_MODULES = {"hrpose_ros.node", "hrpose_ros.player", "hrpose_ros.ros_messages"}
+ROS_ADAPTER_MODULES = {"hrpose_ros.ros.node", "hrpose_ros.ros.player", "hrpose_ros.ros.ros_messages"}
 
 
 def _modules(directory: Path) -> list[Path]:
@@ -204,7 +204,7 @@ from hrpose_ros.runtime.backends import create_backend
 from hrpose_ros.runtime.bundle import load_bundle
 from hrpose_ros.runtime.estimator import Estimator
 from hrpose_ros.data.bop import read_dataset
-import hrpose_ros.demo, hrpose_ros.node, hrpose_ros.player  # the ROS side needs no torch either
+import hrpose_ros.ros.demo, hrpose_ros.ros.node, hrpose_ros.ros.player  # the ROS side needs no torch either
 bundle = load_bundle(sys.argv[1])
 estimator = Estimator(bundle, create_backend("onnxruntime", bundle, threads=1))
 image = read_dataset(sys.argv[2])[0]

@@ -29,7 +29,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from hrpose_ros.data.bop import BopError, BopImage, read_dataset
-from hrpose_ros.ros_messages import SUPPORTED_ENCODINGS, array_to_image_msg, camera_info_msg
+from hrpose_ros.ros.ros_messages import SUPPORTED_ENCODINGS, array_to_image_msg, camera_info_msg
 
 __all__ = ["BopPlayer", "convert_encoding", "frame_messages", "main"]
 
