@@ -173,13 +173,15 @@ def _layer_violations(path: Path, source: str | None = None) -> list[str]:
     lazy_extra = rule.lazy_exceptions.get(in_folder, frozenset())
     module_level = set(_imports_in_source(source, package, module_level_only=True))
     problems = []
+    seen: set[tuple[int, str]] = set()  # one line per statement and folder (not per imported name)
     for imported, line in _imports_in_source(source, package):
         parts = imported.split(".")
         at = f"{path.relative_to(ROOT)}:{line}: imports {imported}"
         if parts[0] == "hrpose_ros":
-            if len(parts) == 1:
-                continue  # the package itself (its __init__ imports no layer)
+            if len(parts) == 1 or (line, parts[1]) in seen:
+                continue  # the package itself (its __init__ imports no layer), or said already
             target = parts[1]
+            seen.add((line, target))
             if target not in LAYERS:
                 if (PACKAGE / target).is_dir() or (PACKAGE / f"{target}.py").is_file():
                     problems.append(f"{at}, which is in no layer")
