@@ -42,4 +42,4 @@ DEMO_STREAM   ?= $(if $(wildcard $(SHIPPED_MODEL)),models/sample_stream,test/dat
 DEMO_ARGS     ?=
 demo:  ## run the node on the bundled sample stream; writes demo_out/ and prints accuracy
 	@$(if $(wildcard $(SHIPPED_MODEL)),,echo "NOTE: no shipped model ($(SHIPPED_MODEL)) yet: demo on the test fixture model")
-	$(PYTHON) -m hrpose_ros.demo --model $(DEMO_MODEL) --stream $(DEMO_STREAM) --out demo_out $(DEMO_ARGS)
+	$(PYTHON) -m hrpose_ros.ros.demo --model $(DEMO_MODEL) --stream $(DEMO_STREAM) --out demo_out $(DEMO_ARGS)

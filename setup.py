@@ -26,13 +26,13 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "hrpose_node = hrpose_ros.node:main",
-            "hrpose-play = hrpose_ros.player:main",
-            "hrpose-demo = hrpose_ros.demo:main",
+            "hrpose_node = hrpose_ros.ros.node:main",
+            "hrpose-play = hrpose_ros.ros.player:main",
+            "hrpose-demo = hrpose_ros.ros.demo:main",
             "hrpose-train = hrpose_ros.training.train:main",
             "hrpose-eval = hrpose_ros.training.evaluate:main",
             "hrpose-export = hrpose_ros.training.export:main",
-            "hrpose-synth = hrpose_ros.training.synthetic:main",
+            "hrpose-synth = hrpose_ros.data.synthetic:main",
             "hrpose-build-engine = hrpose_ros.runtime.build_engine:main",
         ],
     },

@@ -26,10 +26,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from hrpose_ros.data.bop import read_dataset
+from hrpose_ros.evaluation.runner import evaluate
 from hrpose_ros.geometry.objects import load_catalogue
-from hrpose_ros.training.bop import read_dataset
 from hrpose_ros.training.config import load_config
-from hrpose_ros.training.evaluate import estimator_for_checkpoint, evaluate
+from hrpose_ros.training.evaluate import estimator_for_checkpoint
 from hrpose_ros.training.train import CHECKPOINT_NAME, run
 
 ARMS: dict[str, tuple[str, bool, bool]] = {

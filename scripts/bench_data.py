@@ -42,7 +42,7 @@ def bench_generator_one_core(catalogue, config, out_split: Path, n: int) -> tupl
     The CPU-time rate (images per CPU-second of this process, llvmpipe included) is the
     per-core rate on an idle core; the wall rate also pays for other users of the machine.
     """
-    from hrpose_ros.training.synthetic import SceneGenerator, write_sample  # noqa: PLC0415
+    from hrpose_ros.data.synthetic import SceneGenerator, write_sample  # noqa: PLC0415
 
     gen = SceneGenerator(catalogue, config)
     _LOG.info("renderer: %s", gen.renderer.gl_renderer)
@@ -60,7 +60,7 @@ def bench_loader(
     augmented DataLoader. The CPU rate is meaningful with 0 workers only."""
     import torch  # noqa: PLC0415
 
-    from hrpose_ros.training.augment import AugmentParams  # noqa: PLC0415
+    from hrpose_ros.data.augment import AugmentParams  # noqa: PLC0415
     from hrpose_ros.training.dataset import BopPoseDataset, collate  # noqa: PLC0415
 
     torch.set_num_threads(1)
@@ -117,8 +117,8 @@ def main(argv=None) -> int:
 
     import torch  # noqa: PLC0415
 
+    from hrpose_ros.data.synthetic import SynthConfig, generate_dataset  # noqa: PLC0415
     from hrpose_ros.geometry.objects import load_catalogue  # noqa: PLC0415
-    from hrpose_ros.training.synthetic import SynthConfig, generate_dataset  # noqa: PLC0415
 
     catalogue = load_catalogue(args.catalogue)
     config = SynthConfig()

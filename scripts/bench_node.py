@@ -54,10 +54,10 @@ def calibrate(model: Path, bop: Path, frames: int, threads: int) -> float:
     """Seconds per frame of the estimator on this machine (offline, same backend options)."""
     import cv2  # noqa: PLC0415 (script: heavy imports after argument parsing)
 
+    from hrpose_ros.data.bop import read_dataset  # noqa: PLC0415
     from hrpose_ros.runtime.backends import create_backend  # noqa: PLC0415
     from hrpose_ros.runtime.bundle import load_bundle  # noqa: PLC0415
     from hrpose_ros.runtime.estimator import Estimator  # noqa: PLC0415
-    from hrpose_ros.training.bop import read_dataset  # noqa: PLC0415
 
     bundle = load_bundle(model)
     estimator = Estimator(bundle, create_backend("onnxruntime", bundle, threads=threads))
@@ -77,7 +77,7 @@ class Monitor:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: PLC0415
         from vision_msgs.msg import Detection3DArray  # noqa: PLC0415
 
-        from hrpose_ros.ros_session import BackgroundNode  # noqa: PLC0415
+        from hrpose_ros.ros.ros_session import BackgroundNode  # noqa: PLC0415
 
         self._session = BackgroundNode("hrpose_bench_monitor", domain_id)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "offline %.1f ms/frame -> publishing at %.1f Hz (%gx)", 1000 * seconds_per_frame, rate, args.factor
     )
     env = _env(args.domain_id)
-    node_cmd = [sys.executable, "-m", "hrpose_ros.node", "--ros-args"]
+    node_cmd = [sys.executable, "-m", "hrpose_ros.ros.node", "--ros-args"]
     for key, value in {
         "model": str(args.model),
         "backend": "onnxruntime",
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         node_cmd += ["-p", f"{key}:={value}"]
     node_log = open(args.node_log, "w")  # noqa: SIM115 (closed below)
     node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=node_log, stderr=subprocess.STDOUT)
-    from hrpose_ros.ros_session import stop_process  # noqa: PLC0415
+    from hrpose_ros.ros.ros_session import stop_process  # noqa: PLC0415
 
     monitor = Monitor(args.domain_id)
     player = None
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         player_cmd = [
             sys.executable,
             "-m",
-            "hrpose_ros.player",
+            "hrpose_ros.ros.player",
             "--bop",
             str(args.bop),
             "--rate",

@@ -82,8 +82,8 @@ def export_random_bundle(
     import torch  # noqa: PLC0415 (only for this mode)
 
     from hrpose_ros.geometry.objects import load_catalogue  # noqa: PLC0415
+    from hrpose_ros.network.model import create_model  # noqa: PLC0415
     from hrpose_ros.training.export import export_bundle  # noqa: PLC0415
-    from hrpose_ros.training.model import create_model  # noqa: PLC0415
 
     catalogue = load_catalogue(num_classes_from)
     torch.manual_seed(0)

@@ -25,8 +25,8 @@ from dataclasses import replace
 import torch
 
 from hrpose_ros.geometry.objects import load_catalogue
+from hrpose_ros.network.model import create_model
 from hrpose_ros.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
-from hrpose_ros.training.model import create_model
 from hrpose_ros.training.train import Trainer, build_datasets
 
 

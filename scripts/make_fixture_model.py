@@ -3,7 +3,7 @@
 Until a shipped model exists, the integration tests need a network that really finds
 objects in a played sequence (empty output on both sides would prove nothing). This
 script renders ``--frames`` images of two LM-O objects with the synthetic generator
-(``training.synthetic``), trains the smallest registered variant (``hrpose_tiny``) on
+(``data.synthetic``), trains the smallest registered variant (``hrpose_tiny``) on
 them on the CPU until it overfits, exports the ONNX bundle with ``training.export`` and
 writes:
 
@@ -46,8 +46,8 @@ _LOG = logging.getLogger("make_fixture_model")
 
 def render_frames(out: Path, num_frames: int, seed: int, catalogue) -> Path:
     """Render the frames into ``out`` (BOP dataset folder); return the split folder."""
+    from hrpose_ros.data.synthetic import SynthConfig, generate_dataset  # noqa: PLC0415
     from hrpose_ros.geometry.camera import intrinsics_matrix  # noqa: PLC0415 (script: heavy imports late)
-    from hrpose_ros.training.synthetic import SynthConfig, generate_dataset  # noqa: PLC0415
 
     w, h = IMAGE_SIZE
     K = intrinsics_matrix(FOCAL_PX, FOCAL_PX, (w - 1) / 2.0, (h - 1) / 2.0)
@@ -85,9 +85,9 @@ def train_tiny(train_dir: Path, catalogue, steps: int, seed: int, threads: int =
     """
     import torch  # noqa: PLC0415
 
+    from hrpose_ros.network.model import create_model  # noqa: PLC0415
     from hrpose_ros.training.dataset import BopPoseDataset, collate  # noqa: PLC0415
     from hrpose_ros.training.losses import target_loss  # noqa: PLC0415
-    from hrpose_ros.training.model import create_model  # noqa: PLC0415
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -123,10 +123,10 @@ def check_detections(bundle_path: Path, stream: Path) -> list[int]:
     """Detections per frame of the exported bundle on the stream (ONNX Runtime, as the node)."""
     import cv2  # noqa: PLC0415
 
+    from hrpose_ros.data.bop import read_dataset  # noqa: PLC0415
     from hrpose_ros.runtime.backends import create_backend  # noqa: PLC0415
     from hrpose_ros.runtime.bundle import load_bundle  # noqa: PLC0415
     from hrpose_ros.runtime.estimator import Estimator  # noqa: PLC0415
-    from hrpose_ros.training.bop import read_dataset  # noqa: PLC0415
 
     bundle = load_bundle(bundle_path)
     estimator = Estimator(bundle, create_backend("onnxruntime", bundle, threads=2))

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hrpose_ros.data.bop import read_dataset
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.draw import draw_axes, draw_cuboid
 from hrpose_ros.geometry.objects import load_catalogue
-from hrpose_ros.training.bop import read_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 _LOG = logging.getLogger("preview_bop")

@@ -65,12 +65,12 @@ step() { printf '\n== %s\n' "$*"; }
 
 if [ ! -f "$TRAIN_DATA/000000/scene_gt.json" ]; then
   step "training images: $IMAGES at ${RENDER_WIDTH}x${RENDER_HEIGHT}, seed 1"
-  "$PY" -m hrpose_ros.training.synthetic --out "$RUN/data/train" --num-images "$IMAGES" --seed 1 \
+  "$PY" -m hrpose_ros.data.synthetic --out "$RUN/data/train" --num-images "$IMAGES" --seed 1 \
     --workers "$WORKERS" --width "$RENDER_WIDTH" --height "$RENDER_HEIGHT" "${DISTANCE[@]}" "${BG_TRAIN[@]}"
 fi
 if [ ! -f "$TEST_DATA/000000/scene_gt.json" ]; then
   step "held-out test images: $TEST_IMAGES at 640x480, seed 2, other lighting"
-  "$PY" -m hrpose_ros.training.synthetic --out "$RUN/data/heldout" --split test \
+  "$PY" -m hrpose_ros.data.synthetic --out "$RUN/data/heldout" --split test \
     --num-images "$TEST_IMAGES" --seed 2 --workers "$WORKERS" "${DISTANCE[@]}" "${BG_TEST[@]}" \
     --light-intensity 1.3 2.0 --ambient 0.05 0.2
 fi

@@ -12,11 +12,11 @@ import numpy as np
 import trimesh
 import yaml
 
+from hrpose_ros.data import synthetic
+from hrpose_ros.data.synthetic import SynthConfig
 from hrpose_ros.geometry.camera import scale_intrinsics
 from hrpose_ros.geometry.keypoints import cuboid_keypoints
 from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
-from hrpose_ros.training import synthetic
-from hrpose_ros.training.synthetic import SynthConfig
 
 REPO = Path(__file__).resolve().parents[1]
 LMO_DIR = REPO.parent / "shared" / "data" / "lmo_models"

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from data_fixtures import LINEMOD_K, cuboid_catalogue, rotation
 
-from hrpose_ros.geometry.camera import project_points, scale_intrinsics
-from hrpose_ros.training.augment import (
+from hrpose_ros.data.augment import (
     AugmentError,
     AugmentParams,
     add_noise,
@@ -18,6 +17,7 @@ from hrpose_ros.training.augment import (
     roll_matrix,
     view_transform,
 )
+from hrpose_ros.geometry.camera import project_points, scale_intrinsics
 
 SRC = (640, 480)
 KP3D = cuboid_catalogue()[0].keypoints

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from data_fixtures import LINEMOD_K, rotation
 
-from hrpose_ros.training.bop import (
+from hrpose_ros.data.bop import (
     BopError,
     BopSceneWriter,
     GtInstance,

@@ -11,19 +11,14 @@ import pytest
 import torch
 from data_fixtures import LINEMOD_K, cuboid_catalogue, rotation
 
+from hrpose_ros.data.augment import AugmentParams
+from hrpose_ros.data.bop import BopSceneWriter, GtInstance
 from hrpose_ros.geometry.camera import project_points, scale_intrinsics
 from hrpose_ros.geometry.keypoints import NUM_CORNERS, Keypoint
 from hrpose_ros.geometry.objects import Catalogue
 from hrpose_ros.geometry.targets import to_output_coords
-from hrpose_ros.training.augment import AugmentParams
-from hrpose_ros.training.bop import BopSceneWriter, GtInstance
-from hrpose_ros.training.dataset import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    BopPoseDataset,
-    DatasetError,
-    collate,
-)
+from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
+from hrpose_ros.training.dataset import BopPoseDataset, DatasetError, collate
 
 torch.set_num_threads(1)
 

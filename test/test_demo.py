@@ -18,13 +18,13 @@ pytest.importorskip("vision_msgs.msg")
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 
-from hrpose_ros.demo import DemoRun, answered_frames, score_stream
+from hrpose_ros.data.bop import BopImage, GtInstance
 from hrpose_ros.geometry.camera import intrinsics_matrix, project_points
 from hrpose_ros.geometry.keypoints import cuboid_keypoints
 from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
-from hrpose_ros.ros_messages import detection3d_array
+from hrpose_ros.ros.demo import DemoRun, answered_frames, score_stream
+from hrpose_ros.ros.ros_messages import detection3d_array
 from hrpose_ros.runtime.estimator import Detection
-from hrpose_ros.training.bop import BopImage, GtInstance
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MODEL = ROOT / "test" / "data" / "fixture_model" / "fixture.json"
@@ -90,7 +90,7 @@ def _run_demo(
     tmp_path: Path, model: Path, stream: Path, frames: int
 ) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "demo_out"
-    cmd = [sys.executable, "-m", "hrpose_ros.demo", "--model", str(model), "--stream", str(stream),
+    cmd = [sys.executable, "-m", "hrpose_ros.ros.demo", "--model", str(model), "--stream", str(stream),
            "--out", str(out), "--max-frames", str(frames), "--rate", "2", "--threads", "1",
            "--domain-id", str(180 + os.getpid() % 40)]  # fmt: skip
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)

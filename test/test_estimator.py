@@ -141,7 +141,7 @@ def test_bad_intrinsics_are_refused(bundle):
 def _rendered_image() -> tuple[np.ndarray, np.ndarray]:
     """A box rendered by the training renderer, pasted on seeded smooth noise (RGB, 640×480)."""
     trimesh = pytest.importorskip("trimesh")
-    render = pytest.importorskip("hrpose_ros.training.render")
+    render = pytest.importorskip("hrpose_ros.data.render")
     K = intrinsics_matrix(600.0, 600.0, 319.5, 239.5)
     try:
         renderer = render.Renderer(640, 480)
@@ -162,8 +162,8 @@ def test_onnxruntime_and_torch_backends_give_the_same_poses_on_a_rendered_image(
     torch = pytest.importorskip("torch")
     from runtime_fixtures import make_catalogue  # noqa: PLC0415
 
+    from hrpose_ros.network.model import create_model  # noqa: PLC0415
     from hrpose_ros.training.export import export_bundle  # noqa: PLC0415 (torch-only)
-    from hrpose_ros.training.model import create_model  # noqa: PLC0415
 
     torch.set_num_threads(2)
     image, K = _rendered_image()

@@ -10,22 +10,17 @@ import pytest
 import torch
 from data_fixtures import BOX_ENTRY, render_config, write_objects_yaml
 
+from hrpose_ros.data.bop import read_dataset
+from hrpose_ros.data.synthetic import generate_dataset
+from hrpose_ros.evaluation.report import format_tables, plot_accuracy
+from hrpose_ros.evaluation.runner import EvalError, evaluate
+from hrpose_ros.evaluation.scoring import match_detections
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import load_catalogue
+from hrpose_ros.network.model import count_parameters, create_model
 from hrpose_ros.runtime.estimator import Detection
-from hrpose_ros.training.bop import read_dataset
 from hrpose_ros.training.config import DataConfig, TrainConfig
-from hrpose_ros.training.evaluate import (
-    EvalError,
-    evaluate,
-    format_tables,
-    main,
-    match_detections,
-    model_cost,
-    plot_accuracy,
-)
-from hrpose_ros.training.model import count_parameters, create_model
-from hrpose_ros.training.synthetic import generate_dataset
+from hrpose_ros.training.evaluate import main, model_cost
 from hrpose_ros.training.train import Trainer, build_datasets
 
 torch.set_num_threads(1)

@@ -11,11 +11,11 @@ from runtime_fixtures import make_catalogue
 
 torch = pytest.importorskip("torch", reason="export needs the training stack (torch)")
 
+from hrpose_ros.network.model import create_model  # noqa: E402
 from hrpose_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from hrpose_ros.runtime.bundle import load_bundle  # noqa: E402
 from hrpose_ros.training.checkpoint import save_checkpoint  # noqa: E402
 from hrpose_ros.training.export import ExportError, export_bundle, main, max_relative_error  # noqa: E402
-from hrpose_ros.training.model import create_model  # noqa: E402
 
 SIZE = (160, 128)
 

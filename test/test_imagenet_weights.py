@@ -17,14 +17,14 @@ import pytest
 import timm
 import torch
 
-from hrpose_ros.training.dataset import normalize_image
-from hrpose_ros.training.imagenet_weights import (
+from hrpose_ros.network.imagenet_weights import (
     WeightMappingError,
     imagenet_state_dict,
     lukemelas_to_timm,
     packaged_weight_file,
 )
-from hrpose_ros.training.model import ModelError, create_model
+from hrpose_ros.network.model import ModelError, create_model
+from hrpose_ros.training.dataset import normalize_image
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photographs")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hrpose_ros.node_params import PARAM_SPECS
+from hrpose_ros.ros.node_params import PARAM_SPECS
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "pose.launch.py"
 EXPECTED_ARGUMENTS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hrpose_ros.network.model import create_model
 from hrpose_ros.training.losses import (
     LossWeights,
     feature_similarity_loss,
@@ -14,7 +15,6 @@ from hrpose_ros.training.losses import (
     target_loss,
     total_loss,
 )
-from hrpose_ros.training.model import create_model
 
 torch.set_num_threads(1)
 

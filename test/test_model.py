@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from hrpose_ros.training.model import (
+from hrpose_ros.network.model import (
     INPUT_MULTIPLE,
     ModelError,
     count_parameters,

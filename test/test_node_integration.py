@@ -31,11 +31,11 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from hrpose_ros.data.bop import read_dataset  # noqa: E402
 from hrpose_ros.geometry.camera import scale_intrinsics  # noqa: E402
-from hrpose_ros.player import frame_messages  # noqa: E402
-from hrpose_ros.ros_session import BackgroundNode, stop_process  # noqa: E402
-from hrpose_ros.stamp_matcher import stamp_to_ns  # noqa: E402
-from hrpose_ros.training.bop import read_dataset  # noqa: E402
+from hrpose_ros.ros.player import frame_messages  # noqa: E402
+from hrpose_ros.ros.ros_session import BackgroundNode, stop_process  # noqa: E402
+from hrpose_ros.ros.stamp_matcher import stamp_to_ns  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -81,7 +81,7 @@ def _node_command(model: str, *extra: str) -> list[str]:
         "tf_prefix": TF_PREFIX,
     }
     args = [x for k, v in params.items() for x in ("-p", f"{k}:={v}")]
-    return [sys.executable, "-m", "hrpose_ros.node", "--ros-args", *args, *extra]
+    return [sys.executable, "-m", "hrpose_ros.ros.node", "--ros-args", *args, *extra]
 
 
 class NodeProcess:
@@ -296,7 +296,7 @@ def test_same_as_offline(node, observer, frames, tmp_path):
         [
             sys.executable,
             "-m",
-            "hrpose_ros.player",
+            "hrpose_ros.ros.player",
             "--bop",
             str(FIXTURE_STREAM),
             "--rate",

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hrpose_ros.geometry.decode import DecodeParams
-from hrpose_ros.node_params import (
+from hrpose_ros.ros.node_params import (
     DECODE_PARAM_SPECS,
     NODE_NAME,
     PARAM_SPECS,
@@ -121,7 +121,7 @@ def context():
 def _node(context, **overrides):
     from rclpy.parameter import Parameter  # noqa: PLC0415 (ros tests only)
 
-    from hrpose_ros.node import HRPoseNode  # noqa: PLC0415
+    from hrpose_ros.ros.node import HRPoseNode  # noqa: PLC0415
 
     params = [Parameter(k, value=v) for k, v in overrides.items()]
     return HRPoseNode(context=context, parameter_overrides=params)
@@ -159,8 +159,8 @@ def _frame_messages(stamp_sec: int):
     """(Image, CameraInfo) of every fixture frame, stamped ``stamp_sec + i``."""
     from std_msgs.msg import Header  # noqa: PLC0415
 
-    from hrpose_ros.player import frame_messages  # noqa: PLC0415
-    from hrpose_ros.training.bop import read_dataset  # noqa: PLC0415
+    from hrpose_ros.data.bop import read_dataset  # noqa: PLC0415
+    from hrpose_ros.ros.player import frame_messages  # noqa: PLC0415
 
     out = []
     for i, frame in enumerate(read_dataset(FIXTURE_STREAM)):

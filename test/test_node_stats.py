@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hrpose_ros.node_stats import KeyedThrottle, PipelineStats
+from hrpose_ros.ros.node_stats import KeyedThrottle, PipelineStats
 
 
 class _Clock:

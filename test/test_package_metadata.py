@@ -176,7 +176,7 @@ def test_pip_builds_a_wheel_with_the_share_files_and_console_scripts(tmp_path):
     assert f"{data}/share/{PACKAGE}/launch/pose.launch.py" in names
     assert f"{PACKAGE}/geometry/keypoints.py" in names
     entry_points = zipfile.ZipFile(wheel).read(f"{PACKAGE}-{SETUP['version']}.dist-info/entry_points.txt")
-    assert b"hrpose_node = hrpose_ros.node:main" in entry_points
+    assert b"hrpose_node = hrpose_ros.ros.node:main" in entry_points
 
 
 @pytest.mark.slow

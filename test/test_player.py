@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from std_msgs.msg import Header
 
-from hrpose_ros.player import convert_encoding, frame_messages, main
-from hrpose_ros.ros_messages import SUPPORTED_ENCODINGS, camera_from_info, image_to_array
-from hrpose_ros.stamp_matcher import stamp_to_ns
-from hrpose_ros.training.bop import read_dataset
+from hrpose_ros.data.bop import read_dataset
+from hrpose_ros.ros.player import convert_encoding, frame_messages, main
+from hrpose_ros.ros.ros_messages import SUPPORTED_ENCODINGS, camera_from_info, image_to_array
+from hrpose_ros.ros.stamp_matcher import stamp_to_ns
 
 STREAM = Path(__file__).resolve().parent / "data" / "fixture_stream"
 K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])
@@ -57,7 +57,7 @@ def test_missing_folder_exits_with_one_line(tmp_path, capsys):
 def test_player_publishes_each_frame_once_with_increasing_stamps():
     import rclpy  # noqa: PLC0415 (ros tests only)
 
-    from hrpose_ros.player import BopPlayer  # noqa: PLC0415
+    from hrpose_ros.ros.player import BopPlayer  # noqa: PLC0415
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=1 + os.getpid() % 100)

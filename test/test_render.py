@@ -9,8 +9,7 @@ import trimesh
 from data_fixtures import K_SMALL, LINEMOD_K, LMO_DIR, SMALL_SIZE, colored_box, colored_icosphere, rotation
 from PIL import Image
 
-from hrpose_ros.geometry.camera import project_points
-from hrpose_ros.training.render import (
+from hrpose_ros.data.render import (
     Light,
     Renderer,
     RenderError,
@@ -19,6 +18,7 @@ from hrpose_ros.training.render import (
     load_render_mesh,
     mesh_from_trimesh,
 )
+from hrpose_ros.geometry.camera import project_points
 
 W, H = SMALL_SIZE
 FLAT = Light(color=(0.0, 0.0, 0.0), ambient=(1.0, 1.0, 1.0), specular=0.0)  # output = albedo

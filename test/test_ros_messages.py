@@ -11,9 +11,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from hrpose_ros import ros_messages as rm
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.keypoints import CUBOID_EDGES, cuboid_keypoints
+from hrpose_ros.ros import ros_messages as rm
 from hrpose_ros.runtime.estimator import Detection
 
 K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from hrpose_ros.ros_session import stop_process
+from hrpose_ros.ros.ros_session import stop_process
 
 pytestmark = pytest.mark.ros
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hrpose_ros.stamp_matcher import (
+from hrpose_ros.ros.stamp_matcher import (
     MatchMode,
     StampMatcher,
     StampOrder,

@@ -12,11 +12,8 @@ import pytest
 import torch
 from data_fixtures import K_SMALL, LINEMOD_K, LMO_DIR, REPO, SMALL_SIZE, cuboid_catalogue, mesh_catalogue
 
-from hrpose_ros.geometry.camera import project_points, scale_intrinsics
-from hrpose_ros.geometry.objects import load_catalogue, load_mesh_points
-from hrpose_ros.training.bop import read_dataset, read_models_info
-from hrpose_ros.training.dataset import BopPoseDataset
-from hrpose_ros.training.synthetic import (
+from hrpose_ros.data.bop import read_dataset, read_models_info
+from hrpose_ros.data.synthetic import (
     SceneGenerator,
     SynthConfig,
     SynthError,
@@ -24,6 +21,9 @@ from hrpose_ros.training.synthetic import (
     main,
     random_rotation,
 )
+from hrpose_ros.geometry.camera import project_points, scale_intrinsics
+from hrpose_ros.geometry.objects import load_catalogue, load_mesh_points
+from hrpose_ros.training.dataset import BopPoseDataset
 
 torch.set_num_threads(1)
 

@@ -8,10 +8,10 @@ from runtime_fixtures import make_bundle, make_catalogue
 
 torch = pytest.importorskip("torch", reason="the torch backend needs PyTorch")
 
+from hrpose_ros.network.model import create_model  # noqa: E402
 from hrpose_ros.runtime.backends import BackendError, create_backend  # noqa: E402
 from hrpose_ros.runtime.bundle import BundleError  # noqa: E402
 from hrpose_ros.training.checkpoint import save_checkpoint  # noqa: E402
-from hrpose_ros.training.model import create_model  # noqa: E402
 
 SIZE = (64, 64)
 

@@ -14,12 +14,14 @@ import pytest
 import torch
 from data_fixtures import BOX_ENTRY, render_config, write_objects_yaml
 
+from hrpose_ros.data.bop import read_dataset
+from hrpose_ros.data.synthetic import generate_dataset
+from hrpose_ros.evaluation.runner import evaluate
 from hrpose_ros.geometry.objects import load_catalogue
-from hrpose_ros.training.bop import read_dataset
-from hrpose_ros.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
+from hrpose_ros.training.checkpoint import save_checkpoint
 from hrpose_ros.training.config import ConfigError, DataConfig, OptimConfig, TrainConfig, load_config
-from hrpose_ros.training.evaluate import estimator_for_checkpoint, evaluate
-from hrpose_ros.training.synthetic import generate_dataset
+from hrpose_ros.training.evaluate import estimator_for_checkpoint
 from hrpose_ros.training.train import (
     NonFiniteLossError,
     Trainer,

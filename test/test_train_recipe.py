@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from hrpose_ros.geometry.objects import load_catalogue
+from hrpose_ros.network.checkpoint import load_checkpoint
 from hrpose_ros.runtime.bundle import load_bundle
-from hrpose_ros.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,6 @@
-"""Training side (torch, timm, renderer): model, losses, data, training, evaluation, export.
+"""Training side (torch, timm): dataset, losses, training, checkpoint saving, export, hrpose-eval.
 
-Uses the geometry core for targets, decoding, PnP and metrics; never re-implements them.
+Builds on every torch-free layer (geometry core, ``data``, ``evaluation``, ``runtime``) and
+on ``network``; never re-implements their targets, decoding, PnP or metrics. Nothing
+below it imports training.
 """

@@ -1,18 +1,8 @@
-"""Training checkpoints: atomic writes, RNG state capture, and rebuilding a model from one.
+"""Writing training checkpoints atomically, and the RNG state a resume needs.
 
-A checkpoint is a dict saved with ``torch.save``:
-
-- ``format``: ``CHECKPOINT_FORMAT``; ``model_name``: the variant (read by the runtime's
-  torch backend);
-- ``model``: the network's state dict; ``model_info``: ``variant``, ``num_classes``,
-  ``classes`` (catalogue names, channel order), ``input_size`` [W, H], ``mean``, ``std``;
-- ``optimizer``, ``scheduler``, ``scaler``: their state dicts;
-- ``epoch`` (epoch in progress, 0-based), ``batches_done`` (batches of that epoch already
-  trained), ``global_step``;
-- ``rng``: python / numpy / torch / CUDA / DataLoader-generator states captured at the
-  START of epoch ``epoch``, so a resume replays that epoch's shuffling and augmentation
-  exactly and skips its first ``batches_done`` batches;
-- ``config``: the TrainConfig as a dict; ``metrics``: free-form results.
+The format (what a checkpoint holds) and the reading side (``load_checkpoint``,
+``model_from_checkpoint``) are in ``network.checkpoint``: the runtime's torch backend and
+the exporter read checkpoints too, but only training writes them.
 """
 
 from __future__ import annotations
@@ -26,26 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrpose_ros.training.dataset import IMAGENET_MEAN, IMAGENET_STD
-from hrpose_ros.training.model import HRPoseNet, create_model
+from hrpose_ros.network.checkpoint import CHECKPOINT_FORMAT
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "CheckpointError",
-    "capture_rng_state",
-    "load_checkpoint",
-    "model_from_checkpoint",
-    "restore_rng_state",
-    "save_checkpoint",
-]
-
-CHECKPOINT_FORMAT = "hrpose-checkpoint-v1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or not an hrpose checkpoint."""
+__all__ = ["capture_rng_state", "restore_rng_state", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -66,24 +39,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``.
-
-    The file holds only tensors and plain data, so it loads with ``weights_only=True``
-    (no arbitrary unpickling), like the runtime's torch backend does.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an hrpose checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
 
 
 def _numpy_state_to_plain(state: tuple) -> dict[str, Any]:
@@ -125,17 +80,3 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
         torch.cuda.set_rng_state_all(state["cuda"])
     if generator is not None and "loader" in state:
         generator.set_state(state["loader"])
-
-
-def model_from_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[HRPoseNet, dict[str, Any]]:
-    """Rebuild the network stored in a checkpoint, in eval mode, and return it with ``model_info``."""
-    state = load_checkpoint(path, map_location)
-    info = state.get("model_info")
-    if not isinstance(info, dict) or "variant" not in info or "num_classes" not in info:
-        raise CheckpointError(f"checkpoint {path} has no model_info (variant, num_classes)")
-    model = create_model(info["variant"], info["num_classes"], **info.get("overrides", {}))
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, dict(info)

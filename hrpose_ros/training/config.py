@@ -112,7 +112,7 @@ class TrainConfig:
     role: str = "teacher"
     """``teacher`` (no distillation) or ``student`` (distilled from ``teacher_checkpoint``)."""
     model: str = "hrpose_teacher"
-    """A registered variant of training.model."""
+    """A registered variant of network.model."""
     teacher_checkpoint: str = ""
     pretrained: str = ""
     """``imagenet`` (the variant's packaged weights), a local timm checkpoint, or empty."""

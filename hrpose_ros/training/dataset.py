@@ -1,9 +1,9 @@
 """Torch dataset over any BOP-layout folder: network input + training targets + labels.
 
-Per image: read the RGB file and its annotations (``training.bop``), apply one exact
+Per image: read the RGB file and its annotations (``data.bop``), apply one exact
 view transform (resize to the network input, plus roll/zoom/shift when augmenting;
 or, with ``crop_size``, a window around one object at the network's run-time scale;
-see ``training.augment``), pick the canonical pose of symmetric objects
+see ``data.augment``), pick the canonical pose of symmetric objects
 (``geometry.symmetry``), project the catalogue's 3D keypoints with the transformed pose
 and intrinsics, and build the belief maps and vector fields with the geometry core's
 ``targets`` (the one implementation the decoder is tested against).
@@ -20,12 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hrpose_ros.geometry.camera import project_points
-from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint
-from hrpose_ros.geometry.objects import Catalogue
-from hrpose_ros.geometry.symmetry import canonical_pose
-from hrpose_ros.geometry.targets import belief_maps, vector_fields
-from hrpose_ros.training.augment import (
+from hrpose_ros.data.augment import (
     AugmentParams,
     ViewTransform,
     crop_view_transform,
@@ -33,14 +28,17 @@ from hrpose_ros.training.augment import (
     random_view_transform,
     view_transform,
 )
-from hrpose_ros.training.bop import BopError, BopImage, read_dataset
+from hrpose_ros.data.bop import BopError, BopImage, read_dataset
+from hrpose_ros.geometry.camera import project_points
+from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint
+from hrpose_ros.geometry.objects import Catalogue
+from hrpose_ros.geometry.symmetry import canonical_pose
+from hrpose_ros.geometry.targets import belief_maps, vector_fields
+from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "BopPoseDataset", "DatasetError", "collate", "normalize_image"]
+__all__ = ["BopPoseDataset", "DatasetError", "collate", "normalize_image"]
 
 _LOG = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DatasetError(ValueError):

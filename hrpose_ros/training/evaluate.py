@@ -12,6 +12,10 @@ backend. Errors come from ``geometry.metrics``: ADD (ADD-S for symmetric objects
 below 10% of the diameter, 2D projection below 5 px. Each ground-truth instance is matched
 to the detection of its class whose projected centroid is nearest; an unmatched instance
 counts as a failure. Prints per-object tables, writes ``eval.json`` and ``accuracy.png``.
+
+The torch-free part (matching, scoring, summaries, tables, plot, the bundle estimator) is
+``hrpose_ros.evaluation``, which the demo uses too; this module adds the command line and
+what needs torch: the estimator over a checkpoint and the parameter / FLOPs count.
 """
 
 from __future__ import annotations
@@ -21,280 +25,20 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from hrpose_ros.geometry.camera import project_points
+from hrpose_ros.data.bop import read_dataset
+from hrpose_ros.evaluation.report import format_tables, plot_accuracy
+from hrpose_ros.evaluation.runner import EvalError, estimator_for_bundle, evaluate
 from hrpose_ros.geometry.decode import DecodeParams
-from hrpose_ros.geometry.keypoints import Keypoint
-from hrpose_ros.geometry.metrics import (
-    pose_error_add_or_adds,
-    proj,
-    rotation_error_deg,
-    translation_error,
-)
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
-from hrpose_ros.runtime.bundle import ModelBundle, check_against_catalogue, load_bundle
-from hrpose_ros.runtime.estimator import Detection, Estimator
-from hrpose_ros.training.bop import BopImage, read_dataset
+from hrpose_ros.runtime.bundle import ModelBundle, load_bundle
+from hrpose_ros.runtime.estimator import Estimator
 
-__all__ = [
-    "ADD_FRACTION",
-    "PROJ_THRESHOLD_PX",
-    "EvalError",
-    "EvalResult",
-    "InstanceResult",
-    "ObjectResult",
-    "bundle_for_checkpoint",
-    "estimator_for_bundle",
-    "estimator_for_checkpoint",
-    "evaluate",
-    "format_tables",
-    "main",
-    "match_detections",
-    "model_cost",
-    "plot_accuracy",
-    "score_instance",
-    "summarise",
-]
-
-_log = logging.getLogger(__name__)
-
-ADD_FRACTION = 0.1
-"""ADD(-S) passes below this fraction of the object diameter (the paper's protocol)."""
-PROJ_THRESHOLD_PX = 5.0
-"""2D projection passes below this mean reprojection error, pixels."""
-_ADD_CURVE = np.linspace(0.0, 0.3, 61)
-_PROJ_CURVE_PX = np.linspace(0.0, 30.0, 61)
-
-
-class EvalError(ValueError):
-    """Bad evaluation input: no model, no images, or classes that do not match."""
-
-
-@dataclass(frozen=True)
-class InstanceResult:
-    """Errors of one ground-truth instance (inf when it was not detected)."""
-
-    class_index: int
-    add_rel: float
-    """ADD (ADD-S for symmetric objects) divided by the object diameter."""
-    proj_px: float
-    rot_deg: float
-    trans_m: float
-
-
-@dataclass(frozen=True)
-class ObjectResult:
-    """Accuracy of one object class, in percent; mean errors over its detected instances."""
-
-    name: str
-    instances: int
-    detected: int
-    add_accuracy: float
-    proj_accuracy: float
-    mean_rot_deg: float
-    mean_trans_m: float
-    symmetric: bool
-
-
-@dataclass
-class EvalResult:
-    """What ``evaluate`` measures; ``to_dict`` is what ``eval.json`` holds."""
-
-    objects: list[ObjectResult]
-    average: dict[str, float]
-    images: int
-    instances: list[InstanceResult] = field(repr=False)
-    model: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "images": self.images,
-            "model": self.model,
-            "thresholds": {"add_fraction": ADD_FRACTION, "proj_px": PROJ_THRESHOLD_PX},
-            "average": self.average,
-            "objects": [asdict(o) for o in self.objects],
-            "curves": _curves(self.instances, len(self.objects), [o.name for o in self.objects]),
-        }
-
-
-def _centroid_px(det: Detection) -> np.ndarray:
-    return det.keypoints_2d[Keypoint.CENTROID]
-
-
-def match_detections(
-    detections: Sequence[Detection], image: BopImage, catalogue: Catalogue
-) -> list[tuple[int, Any, Detection | None]]:
-    """Pair each ground-truth instance of a catalogue object with at most one detection.
-
-    Greedy per class: the pair with the nearest projected centroid (pixels) first. Returns
-    ``(class_index, gt_instance, detection or None)`` per ground-truth instance.
-    """
-    ids = {o.id: i for i, o in enumerate(catalogue)}
-    gts = [(ids[g.obj_id], g) for g in image.instances if g.obj_id in ids]
-    pairs: list[tuple[float, int, int]] = []
-    for gi, (c, gt) in enumerate(gts):
-        centre = catalogue[c].keypoints[Keypoint.CENTROID][None]
-        gt_px = project_points(centre, gt.R, gt.t, image.K)[0]
-        for di, det in enumerate(detections):
-            if det.class_index == c:
-                d = float(np.linalg.norm(_centroid_px(det) - gt_px))
-                pairs.append((d if np.isfinite(d) else np.inf, gi, di))
-    chosen: dict[int, int] = {}
-    used: set[int] = set()
-    for _, gi, di in sorted(pairs):
-        if gi not in chosen and di not in used:
-            chosen[gi] = di
-            used.add(di)
-    return [(c, gt, detections[chosen[gi]] if gi in chosen else None) for gi, (c, gt) in enumerate(gts)]
-
-
-def score_instance(
-    c: int, gt: Any, det: Detection | None, K: np.ndarray, *, catalogue: Catalogue, points: list[np.ndarray]
-) -> InstanceResult:
-    """Errors of one ground-truth instance against its matched detection (inf when missed).
-
-    Shared by ``evaluate`` and the demo so both score poses the same way.
-    """
-    if det is None:
-        return InstanceResult(c, np.inf, np.inf, np.inf, np.inf)
-    obj = catalogue[c]
-    err = pose_error_add_or_adds(det.R, det.t, gt.R, gt.t, points[c], obj.symmetric)
-    return InstanceResult(
-        c,
-        err / obj.diameter,
-        proj(det.R, det.t, gt.R, gt.t, K, points[c]),
-        rotation_error_deg(det.R, gt.R),
-        translation_error(det.t, gt.t),
-    )
-
-
-def evaluate(
-    estimator: Estimator,
-    images: Sequence[BopImage],
-    catalogue: Catalogue,
-    model_info: dict[str, Any] | None = None,
-    progress: bool = True,
-) -> EvalResult:
-    """Run ``estimator`` on every image and score each ground-truth instance.
-
-    Args:
-        estimator: the runtime pipeline; its classes must be ``catalogue``'s, in order.
-        images: annotated BOP images (``training.bop.read_dataset``).
-        catalogue: object classes with diameters, symmetry flags and model points.
-        model_info: copied into the result (variant, params, FLOPs, ...).
-    """
-    from tqdm import tqdm  # noqa: PLC0415
-
-    if list(estimator.bundle.classes) != catalogue.names:
-        raise EvalError(
-            f"model classes {list(estimator.bundle.classes)} differ from catalogue {catalogue.names}"
-        )
-    if not images:
-        raise EvalError("no images to evaluate")
-    points = [o.model_points() for o in catalogue]
-    results: list[InstanceResult] = []
-    for image in tqdm(images, desc="evaluate", disable=not progress, dynamic_ncols=True):
-        bgr = cv2.imread(str(image.rgb_path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise EvalError(f"cannot read image {image.rgb_path}")
-        detections = estimator(bgr, image.K, encoding="bgr8")
-        for c, gt, det in match_detections(detections, image, catalogue):
-            results.append(score_instance(c, gt, det, image.K, catalogue=catalogue, points=points))
-    return summarise(results, catalogue, len(images), model_info)
-
-
-def _mean_finite(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def summarise(
-    results: Sequence[InstanceResult],
-    catalogue: Catalogue,
-    images: int,
-    model_info: dict[str, Any] | None = None,
-) -> EvalResult:
-    """Per-object accuracies (percent) and mean errors, plus their average over objects present."""
-    objects = []
-    for c, obj in enumerate(catalogue):
-        mine = [r for r in results if r.class_index == c]
-        n = len(mine)
-        objects.append(
-            ObjectResult(
-                name=obj.name,
-                instances=n,
-                detected=sum(np.isfinite(r.add_rel) for r in mine),
-                add_accuracy=100.0 * sum(r.add_rel < ADD_FRACTION for r in mine) / n if n else float("nan"),
-                proj_accuracy=100.0 * sum(r.proj_px < PROJ_THRESHOLD_PX for r in mine) / n
-                if n
-                else float("nan"),
-                mean_rot_deg=_mean_finite([r.rot_deg for r in mine]),
-                mean_trans_m=_mean_finite([r.trans_m for r in mine]),
-                symmetric=obj.symmetric,
-            )
-        )
-    present = [o for o in objects if o.instances]
-    average = {
-        key: _mean_finite([getattr(o, key) for o in present])
-        for key in ("add_accuracy", "proj_accuracy", "mean_rot_deg", "mean_trans_m")
-    }
-    return EvalResult(objects, average, images, list(results), dict(model_info or {}))
-
-
-def _curves(results: Sequence[InstanceResult], num_classes: int, names: list[str]) -> dict[str, Any]:
-    """Accuracy (percent) vs threshold, per object and averaged: for the JSON and the plot."""
-    out: dict[str, Any] = {
-        "add_fraction": _ADD_CURVE.tolist(),
-        "proj_px": _PROJ_CURVE_PX.tolist(),
-        "objects": {},
-    }
-    for c in range(num_classes):
-        add = np.array([r.add_rel for r in results if r.class_index == c])
-        pr = np.array([r.proj_px for r in results if r.class_index == c])
-        if add.size:
-            out["objects"][names[c]] = {
-                "add": [100.0 * float(np.mean(add < t)) for t in _ADD_CURVE],
-                "proj": [100.0 * float(np.mean(pr < t)) for t in _PROJ_CURVE_PX],
-            }
-    if out["objects"]:
-        for key in ("add", "proj"):
-            out[f"mean_{key}"] = np.mean([v[key] for v in out["objects"].values()], axis=0).tolist()
-    return out
-
-
-def plot_accuracy(result: EvalResult, path: str | Path) -> Path:
-    """PNG with ADD(-S) accuracy vs threshold (fraction of diameter) and 2D-projection accuracy vs px."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    curves = _curves(result.instances, len(result.objects), [o.name for o in result.objects])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, xs, xlabel, mark in (
-        (axes[0], "add", curves["add_fraction"], "ADD(-S) threshold / diameter", ADD_FRACTION),
-        (axes[1], "proj", curves["proj_px"], "2D projection threshold [px]", PROJ_THRESHOLD_PX),
-    ):
-        for name, obj in curves["objects"].items():
-            ax.plot(xs, obj[key], lw=1, label=name)
-        if f"mean_{key}" in curves:
-            ax.plot(xs, curves[f"mean_{key}"], "k", lw=2.5, label="mean")
-        ax.axvline(mark, color="grey", ls="--", lw=1)
-        ax.set(xlabel=xlabel, ylabel="accuracy [%]", ylim=(0, 100), xlim=(xs[0], xs[-1]))
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+__all__ = ["bundle_for_checkpoint", "estimator_for_checkpoint", "main", "model_cost"]
 
 
 def model_cost(variant: str, num_classes: int, input_size: tuple[int, int]) -> dict[str, float]:
@@ -304,7 +48,7 @@ def model_cost(variant: str, num_classes: int, input_size: tuple[int, int]) -> d
     import torch  # noqa: PLC0415
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
-    from hrpose_ros.training.model import count_parameters, create_model  # noqa: PLC0415
+    from hrpose_ros.network.model import count_parameters, create_model  # noqa: PLC0415
 
     model = create_model(variant, num_classes).eval()
     width, height = input_size
@@ -323,7 +67,7 @@ def model_cost(variant: str, num_classes: int, input_size: tuple[int, int]) -> d
 
 def bundle_for_checkpoint(path: str | Path, info: dict[str, Any], catalogue: Catalogue) -> ModelBundle:
     """An in-memory bundle describing a training checkpoint (no ONNX file), for the Estimator."""
-    from hrpose_ros.training.model import OUTPUT_STRIDE  # noqa: PLC0415
+    from hrpose_ros.network.model import OUTPUT_STRIDE  # noqa: PLC0415
 
     path = Path(path)
     if list(info.get("classes", catalogue.names)) != catalogue.names:
@@ -353,8 +97,8 @@ def estimator_for_checkpoint(
     input_size: tuple[int, int] | None = None,
 ) -> tuple[Estimator, dict[str, Any]]:
     """Estimator over a torch checkpoint, through the runtime's torch backend."""
+    from hrpose_ros.network.checkpoint import model_from_checkpoint  # noqa: PLC0415
     from hrpose_ros.runtime.backends.torch_backend import TorchBackend  # noqa: PLC0415
-    from hrpose_ros.training.checkpoint import model_from_checkpoint  # noqa: PLC0415
 
     model, info = model_from_checkpoint(path)
     if input_size is not None:
@@ -362,61 +106,6 @@ def estimator_for_checkpoint(
     bundle = bundle_for_checkpoint(path, info, catalogue)
     backend = TorchBackend(bundle, model=model, device=device, fp16=False, cuda_graphs=False)
     return Estimator(bundle, backend, decode_params), info
-
-
-def estimator_for_bundle(
-    path: str | Path,
-    catalogue: Catalogue,
-    backend: str = "onnxruntime",
-    decode_params: DecodeParams | None = None,
-) -> tuple[Estimator, dict[str, Any]]:
-    """Estimator over an exported bundle (ONNX + JSON), with the named runtime backend."""
-    from hrpose_ros.runtime.backends import create_backend  # noqa: PLC0415
-
-    bundle = load_bundle(path)
-    check_against_catalogue(bundle, catalogue)
-    info = {
-        "variant": bundle.model_name,
-        "num_classes": bundle.num_classes,
-        "input_size": list(bundle.input_size),
-        "bundle": str(bundle.metadata_path),
-        "backend": backend,
-    }
-    return Estimator(bundle, create_backend(backend, bundle), decode_params), info
-
-
-def format_tables(result: EvalResult) -> str:
-    """Markdown tables: per-object ADD(-S) and 2D projection accuracy, mean errors, and the model."""
-    lines = [
-        "| object | ADD(-S) % | 2D proj % | rot err [deg] | trans err [mm] | detected / instances |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for o in result.objects:
-        if not o.instances:
-            continue
-        name = f"{o.name}*" if o.symmetric else o.name
-        lines.append(
-            f"| {name} | {o.add_accuracy:.2f} | {o.proj_accuracy:.2f} | {o.mean_rot_deg:.2f} | "
-            f"{1000 * o.mean_trans_m:.1f} | {o.detected} / {o.instances} |"
-        )
-    a = result.average
-    lines.append(
-        f"| **average** | **{a['add_accuracy']:.2f}** | **{a['proj_accuracy']:.2f}** | "
-        f"{a['mean_rot_deg']:.2f} | {1000 * a['mean_trans_m']:.1f} | |"
-    )
-    lines.append("")
-    lines.append(
-        f"(* ADD-S for symmetric objects; {result.images} images; ADD(-S) < {ADD_FRACTION:g} x diameter, "
-        f"2D projection < {PROJ_THRESHOLD_PX:g} px)"
-    )
-    m = result.model
-    if "params_m" in m:
-        lines.append(
-            f"model {m.get('variant')}: {m['params_m']:.2f}M parameters, {m['gflops']:.2f} GFLOPs at "
-            f"{m['input_size'][0]}x{m['input_size'][1]} (FlopCounterMode, multiply-add = 2 FLOPs), "
-            f"{100 * m.get('head_flops_share', float('nan')):.0f} % of them in fusion + regressor"
-        )
-    return "\n".join(lines)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

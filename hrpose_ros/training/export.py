@@ -24,9 +24,10 @@ from torch import nn
 
 from hrpose_ros.geometry.keypoints import keypoint_names
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
+from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
+from hrpose_ros.network.model import OUTPUT_STRIDE
+from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hrpose_ros.runtime.bundle import ModelBundle, check_against_catalogue, save_bundle_metadata, sha256_file
-from hrpose_ros.training.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, model_from_checkpoint
-from hrpose_ros.training.model import OUTPUT_STRIDE
 
 __all__ = [
     "DEFAULT_OPSET",

@@ -19,8 +19,8 @@ from hrpose_ros.geometry.decode import DecodeParams, decode
 from hrpose_ros.geometry.draw import draw_cuboid
 from hrpose_ros.geometry.objects import Catalogue
 from hrpose_ros.geometry.pnp import solve_instance_pose
-from hrpose_ros.training.checkpoint import IMAGENET_MEAN, IMAGENET_STD
-from hrpose_ros.training.model import OUTPUT_STRIDE
+from hrpose_ros.network.model import OUTPUT_STRIDE
+from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["denormalize", "draw_predictions", "sample_overlays"]
 

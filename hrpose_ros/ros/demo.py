@@ -29,25 +29,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hrpose_ros.data.bop import BopImage, read_dataset
+from hrpose_ros.evaluation.report import format_tables
+from hrpose_ros.evaluation.results import EvalResult, summarise
+from hrpose_ros.evaluation.scoring import match_detections, score_instance
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
-from hrpose_ros.ros_messages import image_to_array, rotation_to_quaternion
-from hrpose_ros.ros_session import BackgroundNode, stop_process
+from hrpose_ros.ros.ros_messages import image_to_array, rotation_to_quaternion
+from hrpose_ros.ros.ros_session import BackgroundNode, stop_process
 from hrpose_ros.runtime.bundle import load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import Detection
-from hrpose_ros.training.bop import BopImage, read_dataset
-from hrpose_ros.training.evaluate import (
-    EvalResult,
-    format_tables,
-    match_detections,
-    score_instance,
-    summarise,
-)
 
 __all__ = ["DemoRun", "answered_frames", "detections_from_msg", "main", "run_demo", "score_stream"]
 
 _log = logging.getLogger("hrpose_demo")
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -202,13 +198,13 @@ def run_demo(args: argparse.Namespace) -> DemoRun:
     env = _ros_env(args.domain_id)
     run = DemoRun()
     collector = _Collector(args.domain_id, run)
-    node_cmd = [sys.executable, "-m", "hrpose_ros.node", "--ros-args", "--params-file", str(args.params),
+    node_cmd = [sys.executable, "-m", "hrpose_ros.ros.node", "--ros-args", "--params-file", str(args.params),
                 "-p", f"model:={args.model}", "-p", f"backend:={args.backend}",
                 "-p", f"inference_threads:={args.threads}", "-p", "qos_reliability:=reliable",
                 "-p", "camera_info_mode:=approximate", "-p", "diagnostics_period_s:=1.0",
                 "-p", f"catalogue:={args.catalogue}"]  # fmt: skip
     stamp_log = args.out / "stamps.txt"
-    play_cmd = [sys.executable, "-m", "hrpose_ros.player", "--bop", str(args.stream), "--once",
+    play_cmd = [sys.executable, "-m", "hrpose_ros.ros.player", "--bop", str(args.stream), "--once",
                 "--rate", str(args.rate), "--preload", "--log-stamps", str(stamp_log),
                 "--min-subscribers", "1", "--wait-subscribers", "60"]  # fmt: skip
     if args.max_frames:
