@@ -8,6 +8,7 @@ import torch
 from hrpose_ros.network.model import create_model
 from hrpose_ros.training.losses import (
     LossWeights,
+    corner_identity_loss,
     feature_similarity_loss,
     output_distillation_loss,
     similarity_grid,
@@ -164,3 +165,46 @@ def test_each_distillation_term_alone_moves_the_student(term: str) -> None:
     assert student.backbone.conv1.weight.grad.abs().sum() > 0
     if term == "fs":  # the regressor is after the features: no gradient from L_fs
         assert student.belief_head.weight.grad is None
+
+
+def _corner_targets() -> torch.Tensor:
+    """One class, a Gaussian for each of its 8 corners at 8 places, and the centroid."""
+    from hrpose_ros.geometry.targets import belief_maps  # noqa: PLC0415
+
+    kp = torch.tensor([[[4.0 + 8 * (k % 4), 4.0 + 8 * (k // 4)] for k in range(8)] + [[14.0, 8.0]]])
+    return torch.from_numpy(belief_maps(kp.numpy() * 4 + 1.5, [0], 1, (16, 32), 4, 1.0))[None]
+
+
+def test_identity_loss_is_low_for_the_right_channels_and_high_for_swapped_ones() -> None:
+    target = _corner_targets()
+    right = corner_identity_loss(target, target)
+    swapped = target.clone()
+    swapped[:, [0, 1]] = target[:, [1, 0]]  # corners 0 and 1 trade channels: positions still right
+    wrong = corner_identity_loss(swapped, target)
+    assert right.item() < 0.1 < wrong.item()
+    # the heatmap MSE of the swap is tiny next to its identity loss: the reason L_id exists
+    assert torch.nn.functional.mse_loss(swapped, target).item() < 0.01 * wrong.item()
+
+
+def test_identity_loss_pushes_the_right_channel_up() -> None:
+    target = _corner_targets()
+    pred = torch.full_like(target, 0.2, requires_grad=True)
+    corner_identity_loss(pred, target).backward()
+    y, x = 4, 4  # output pixel of corner 0
+    assert pred.grad[0, 0, y, x] < 0 < pred.grad[0, 1, y, x]  # descent raises channel 0, lowers 1
+
+
+def test_identity_loss_is_zero_without_corners_and_enters_the_total() -> None:
+    empty = torch.zeros(1, 9, 16, 32)
+    assert corner_identity_loss(torch.rand(1, 9, 16, 32), empty).item() == 0.0
+    target = _corner_targets()
+    out = {
+        "belief": target.clone(),
+        "vectors": torch.zeros(1, 16, 16, 32),
+        "features": torch.zeros(1, 4, 16, 32),
+    }
+    out["belief"][:, [0, 1]] = target[:, [1, 0]]
+    base, _ = total_loss(out, target, out["vectors"])
+    with_id, parts = total_loss(out, target, out["vectors"], weights=LossWeights(identity_weight=0.5))
+    assert with_id.item() == pytest.approx(base.item() + 0.5 * parts["id"], rel=1e-6)
+    assert parts["id"] > 0.1

@@ -103,6 +103,10 @@ class LossConfig:
 
     peak_weight: float = 0.0
     """Extra weight of the target peaks; 0 is the paper's plain MSE. Short runs need it."""
+    identity_weight: float = 0.0
+    """Weight of the corner-identity cross-entropy (training.losses); 0 is the paper's loss."""
+    identity_temperature: float = 10.0
+    """Belief-to-logit scale of the corner-identity cross-entropy."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,11 @@ class TrainConfig:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.loss.peak_weight < 0:
             raise ConfigError(f"loss.peak_weight must be >= 0, got {self.loss.peak_weight}")
+        if self.loss.identity_weight < 0 or self.loss.identity_temperature <= 0:
+            raise ConfigError(
+                f"loss.identity_weight must be >= 0 and loss.identity_temperature > 0, got "
+                f"{self.loss.identity_weight}, {self.loss.identity_temperature}"
+            )
         if self.optim.name not in OPTIMIZERS:
             raise ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {self.optim.name!r}")
         if self.optim.schedule not in SCHEDULES:

@@ -257,7 +257,12 @@ class Trainer:
         self.model.to(self.device)
         self.teacher = teacher.to(self.device).eval() if teacher is not None else None
         self.weights = LossWeights(
-            cfg.distill.alpha, cfg.distill.beta, cfg.distill.max_locations, cfg.loss.peak_weight
+            cfg.distill.alpha,
+            cfg.distill.beta,
+            cfg.distill.max_locations,
+            cfg.loss.peak_weight,
+            cfg.loss.identity_weight,
+            cfg.loss.identity_temperature,
         )
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
