@@ -14,6 +14,7 @@ from visualization_msgs.msg import Marker
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.keypoints import CUBOID_EDGES, cuboid_keypoints
 from hrpose_ros.ros import ros_messages as rm
+from hrpose_ros.runtime.encodings import encode_image
 from hrpose_ros.runtime.estimator import Detection
 
 K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])
@@ -98,10 +99,38 @@ def test_row_padding_in_step_is_skipped(rgb):
 
 def test_unsupported_encoding_names_it(rgb):
     msg = _image_msg(rgb, "rgb8")
-    msg.encoding = "yuv422"
-    with pytest.raises(rm.BadInputError, match="yuv422") as info:
+    msg.encoding = "nv21"
+    with pytest.raises(rm.BadInputError, match="'nv21'") as info:
         rm.image_to_array(msg)
     assert info.value.reason == "encoding"
+
+
+@pytest.mark.parametrize("big_endian", [0, 1])
+def test_sixteen_bit_image_honours_is_bigendian_and_step_padding(rgb, big_endian):
+    bgr = rgb  # any 8-bit colour image
+    rows = encode_image(bgr, "rgb16", bool(big_endian))
+    msg = _image_msg(rows.reshape(6, 7, 6), "rgb16", pad=4)
+    msg.is_bigendian = big_endian
+    out, enc = rm.image_to_array(msg)
+    assert enc == "rgb8"
+    np.testing.assert_array_equal(out, bgr[:, :, ::-1])
+    msg.is_bigendian = 1 - big_endian
+    assert not np.array_equal(rm.image_to_array(msg)[0], out)
+
+
+def test_yuv422_image_of_odd_width_is_refused_naming_the_reason(rgb):
+    msg = _image_msg(np.zeros((6, 7, 2), np.uint8), "yuv422")
+    with pytest.raises(rm.BadInputError, match="even width") as info:
+        rm.image_to_array(msg)
+    assert info.value.reason == "encoding"
+
+
+def test_step_shorter_than_a_sixteen_bit_row_is_refused(rgb):
+    msg = _image_msg(np.zeros((6, 7, 6), np.uint8), "bgr16")
+    msg.step = 7 * 3  # the 8-bit row length: half of what bgr16 needs
+    with pytest.raises(rm.BadInputError, match="42 bytes") as info:
+        rm.image_to_array(msg)
+    assert info.value.reason == "step"
 
 
 def test_short_data_is_refused(rgb):

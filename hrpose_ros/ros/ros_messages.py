@@ -8,8 +8,8 @@ overlay Image and DiagnosticArray built from ``runtime.estimator.Detection`` obj
 
 The PyPI ``cv_bridge`` port is not used: its encoding table is wrong for 8-bit colour
 (``rgb8`` maps to 9 channels) and ``cv2_to_imgmsg`` calls ``ndarray.tostring`` which
-numpy 2 removed, so the five supported encodings are converted here with numpy and
-the row ``step`` (padding) is honoured.
+numpy 2 removed. Here the row ``step`` (padding) and the data length are checked, and
+``runtime.encodings`` converts the pixels with cv_bridge's OpenCV conversions.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hrpose_ros.geometry.camera import project_points, scale_intrinsics
 from hrpose_ros.geometry.draw import draw_axes, draw_cuboid
 from hrpose_ros.geometry.keypoints import CUBOID_EDGES, NUM_CORNERS, Keypoint
+from hrpose_ros.runtime.encodings import PIXEL_FORMATS, EncodingError, decode_image, pixel_format
 
 if TYPE_CHECKING:
     from hrpose_ros.runtime.estimator import Detection
@@ -57,8 +58,8 @@ __all__ = [
     "transform_stamped",
 ]
 
-SUPPORTED_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-"""Image encodings the node accepts, with their channel counts (all 8 bits per channel)."""
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(PIXEL_FORMATS)
+"""Image encodings the node accepts (``runtime.encodings.PIXEL_FORMATS``)."""
 
 _DISTORTION_MODELS = ("", "plumb_bob", "rational_polynomial")
 """Models whose D coefficients OpenCV's pinhole functions take as they are."""
@@ -82,29 +83,31 @@ class BadInputError(ValueError):
 def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
     """Convert an Image message to an (H, W, 3) uint8 array the estimator takes.
 
+    Every encoding of ``runtime.encodings.PIXEL_FORMATS`` is accepted (8-bit colour and
+    mono, YUV 4:2:2, Bayer, 16-bit with ``is_bigendian`` honoured).
+
     Returns:
-        (image, encoding): ``encoding`` is ``'rgb8'`` or ``'bgr8'`` (alpha dropped,
-        mono8 expanded to bgr8). rgb8/bgr8 come back as a read-only view of
-        ``msg.data`` (no per-frame copy in the node's hot path; the view keeps the
-        buffer alive); the other encodings are converted into a new array.
+        (image, encoding): ``encoding`` is ``'rgb8'`` or ``'bgr8'``. rgb8/bgr8 come back
+        as a read-only view of ``msg.data`` (no per-frame copy in the node's hot path;
+        the view keeps the buffer alive); the other encodings are converted into a new array.
 
     Raises:
         BadInputError: unsupported encoding, zero size, ``step`` shorter than a row,
-            or ``data`` shorter than ``height * step``.
+            ``data`` shorter than ``height * step``, or a size the format cannot have.
     """
     encoding = str(msg.encoding)
-    channels = SUPPORTED_ENCODINGS.get(encoding)
-    if channels is None:
-        raise BadInputError(
-            "encoding",
-            f"unsupported image encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})",
-        )
+    try:
+        fmt = pixel_format(encoding)
+    except EncodingError as exc:
+        raise BadInputError("encoding", str(exc)) from exc
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
         raise BadInputError("empty", f"zero-size image ({width}x{height})")
-    if step < width * channels:
+    row_bytes = fmt.row_bytes(width)
+    if step < row_bytes:
         raise BadInputError(
-            "step", f"image step {step} is shorter than width*channels = {width}*{channels} for {encoding}"
+            "step",
+            f"image step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} bytes)",
         )
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size < height * step:
@@ -112,14 +115,14 @@ def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
             "data_length",
             f"image data has {data.size} bytes, fewer than height*step = {height}*{step} = {height * step}",
         )
-    rows = data[: height * step].reshape(height, step)[:, : width * channels]
-    pixels = rows.reshape(height, width, channels)
-    if encoding == "mono8":
-        return cv2.cvtColor(pixels[:, :, 0], cv2.COLOR_GRAY2BGR), "bgr8"
-    if channels == 4:
-        return np.ascontiguousarray(pixels[:, :, :3]), encoding[:3] + "8"
-    pixels.flags.writeable = False
-    return pixels, encoding
+    rows = data[: height * step].reshape(height, step)[:, :row_bytes]
+    try:
+        image, layout = decode_image(rows, width, encoding, bool(msg.is_bigendian))
+    except EncodingError as exc:
+        raise BadInputError("encoding", str(exc)) from exc
+    if image.flags.writeable and np.may_share_memory(image, data):
+        image.flags.writeable = False
+    return image, layout
 
 
 def downscale_to_fit(
