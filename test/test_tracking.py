@@ -123,6 +123,7 @@ def test_filtered_errors_are_at_most_0_6_of_the_raw_ones(seed):
             raw_r.append(_rotation_error(trk.detection.R, R_true))
             filt_t.append(np.linalg.norm(trk.t - t_true))
             filt_r.append(_rotation_error(trk.R, R_true))
+            np.testing.assert_allclose(trk.R.T @ trk.R, np.eye(3), atol=1e-9)  # still a rotation
     assert len(filt_t) > 0.8 * len(OBJECTS) * len(stream.frames)
     ratio_t, ratio_r = np.mean(filt_t) / np.mean(raw_t), np.mean(filt_r) / np.mean(raw_r)
     assert ratio_t <= 0.6, f"translation: filtered/raw = {ratio_t:.2f}"

@@ -25,6 +25,10 @@ import numpy as np
 __all__ = ["SymmetryError", "canonical_pose", "closest_equivalent", "parse_symmetry"]
 
 
+_IDENTITY = np.eye(3)[None]
+_NO_SHIFT = np.zeros((1, 3))
+
+
 class SymmetryError(ValueError):
     """A symmetry transform is not a rigid 4x4 matrix."""
 
@@ -68,8 +72,8 @@ def closest_equivalent(
     if not symmetries:
         return R_all.copy(), t_all.copy()
     S = np.asarray(symmetries, dtype=np.float64).reshape(-1, 4, 4)
-    S_R = np.concatenate([np.eye(3)[None], S[:, :3, :3]])
-    S_t = np.concatenate([np.zeros((1, 3)), S[:, :3, 3]])
+    S_R = np.concatenate([_IDENTITY, S[:, :3, :3]])
+    S_t = np.concatenate([_NO_SHIFT, S[:, :3, 3]])
     relative = np.swapaxes(R_ref, -1, -2) @ R  # trace(R_ref^T R S) = sum_ij relative_ij S_ji
     score = np.einsum("...ij,kji->...k", relative, S_R)
     score[..., 1:] -= 1e-12  # the pose itself on a tie

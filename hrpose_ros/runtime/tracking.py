@@ -120,8 +120,6 @@ class _State:
     class_name: str
     t: np.ndarray
     R: np.ndarray
-    q: np.ndarray
-    """``R`` as an (x, y, z, w) quaternion (kept both ways: no conversion per output)."""
     stamp_s: float
     confidence: float
     v: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(3))
@@ -140,8 +138,7 @@ class _Frame:
 
     R: np.ndarray  # (D, 3, 3) detections
     t: np.ndarray  # (D, 3)
-    pred: Rotation  # (T,) tracks' predicted rotations
-    pred_mat: np.ndarray  # (T, 3, 3) the same as matrices
+    pred_mat: np.ndarray  # (T, 3, 3) tracks' predicted rotations
     pred_t: np.ndarray  # (T, 3)
     dt: np.ndarray  # (T,) seconds since each track's last update
 
@@ -217,15 +214,14 @@ class Tracker:
         R = np.array([d.R for d in detections], dtype=np.float64).reshape(-1, 3, 3)
         t = np.array([d.t for d in detections], dtype=np.float64).reshape(-1, 3)
         if not self._tracks:
-            return _Frame(R, t, Rotation.identity(0), np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros(0))
+            return _Frame(R, t, np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros(0))
         dt = np.maximum(stamp_s - np.array([s.stamp_s for s in self._tracks]), _MIN_DT_S)
         w = np.array([s.w for s in self._tracks])
-        pred = Rotation.from_quat(np.array([s.q for s in self._tracks])) * Rotation.from_rotvec(
-            w * dt[:, None]
-        )
+        turn = Rotation.from_rotvec(w * dt[:, None]).as_matrix()  # R(t + dt) = R exp(w dt)
+        pred_mat = np.array([s.R for s in self._tracks]) @ turn
         v = np.array([s.v for s in self._tracks])
         pred_t = np.array([s.t for s in self._tracks]) + v * dt[:, None]
-        return _Frame(R, t, pred, pred.as_matrix(), pred_t, dt)
+        return _Frame(R, t, pred_mat, pred_t, dt)
 
     def _associate(self, detections: Sequence[Detection], frame: _Frame) -> list[_Match]:
         """Hungarian assignment of detections to tracks of their class: confirmed tracks first.
@@ -238,16 +234,19 @@ class Tracker:
         params = self.params
         det_class = np.array([d.class_name for d in detections])
         trk_class = np.array([s.class_name for s in self._tracks])
-        R_eq = np.broadcast_to(frame.R[None], (len(trk_class), *frame.R.shape)).copy()
-        t_eq = np.broadcast_to(frame.t[None], (len(trk_class), *frame.t.shape)).copy()
+        R_eq = np.broadcast_to(frame.R[None], (len(trk_class), *frame.R.shape))
+        t_eq = np.broadcast_to(frame.t[None], (len(trk_class), *frame.t.shape))
         for name, symmetries in self.symmetries.items():
             rows, cols = np.flatnonzero(trk_class == name), np.flatnonzero(det_class == name)
             if symmetries and len(rows) and len(cols):
+                if not R_eq.flags.writeable:
+                    R_eq, t_eq = R_eq.copy(), t_eq.copy()
                 block = np.ix_(rows, cols)
                 R_eq[block], t_eq[block] = closest_equivalent(
                     frame.R[None, cols], frame.t[None, cols], symmetries, frame.pred_mat[rows, None]
                 )
-        dist = np.linalg.norm(t_eq - frame.pred_t[:, None], axis=-1)
+        offset = t_eq - frame.pred_t[:, None]
+        dist = np.sqrt(np.einsum("tdi,tdi->td", offset, offset))
         cost = dist + params.rotation_weight * _angle(frame.pred_mat[:, None], R_eq)
         allowed = (trk_class[:, None] == det_class[None, :]) & (dist <= params.max_distance)
         confirmed = np.array([s.track_id is not None for s in self._tracks])
@@ -275,15 +274,16 @@ class Tracker:
         ti = np.array([m.track for m in matches])
         zR = np.array([m.R for m in matches])
         zt = np.array([m.t for m in matches])
-        pred, pred_t, dt = frame.pred[ti], frame.pred_t[ti], frame.dt[ti][:, None]
+        pred, pred_t, dt = frame.pred_mat[ti], frame.pred_t[ti], frame.dt[ti][:, None]
         residual_t = zt - pred_t
-        residual_r = (pred.inv() * Rotation.from_matrix(zR)).as_rotvec()
+        # log(R_pred^T R_z); a product of rotation matrices needs no re-orthogonalisation
+        residual_r = Rotation.from_matrix(np.swapaxes(pred, 1, 2) @ zR, assume_valid=True).as_rotvec()
         jump = (np.linalg.norm(residual_t, axis=1) > params.jump_distance) | (
             np.linalg.norm(residual_r, axis=1) > math.radians(params.jump_angle_deg)
         )
         gain = np.where(jump[:, None], 0.0, params.pose_gain)  # a held measurement moves nothing
-        new = pred * Rotation.from_rotvec(gain * residual_r)
-        new_q, new_R, new_t = new.as_quat(), new.as_matrix(), pred_t + gain * residual_t
+        new_R = pred @ Rotation.from_rotvec(gain * residual_r).as_matrix()  # slerp toward R_z by the gain
+        new_t = pred_t + gain * residual_t
         step_v = params.velocity_gain / dt * residual_t
         step_w = params.velocity_gain / dt * residual_r
         measured = np.array([float(detections[m.detection].confidence) for m in matches])
@@ -294,14 +294,14 @@ class Tracker:
             state = self._tracks[m.track]
             state.stamp_s, state.confidence = stamp_s, confidence[k]
             if not jump[k]:
-                state.t, state.R, state.q, state.pending = new_t[k], new_R[k], new_q[k], None
+                state.t, state.R, state.pending = new_t[k], new_R[k], None
                 state.v, state.w = state.v + step_v[k], state.w + step_w[k]
             elif state.pending is not None and _near(state.pending, zt[k], zR[k], params):
                 # the second jump in a row to the same place: the object did move; restart there
-                state.t, state.R, state.q = zt[k], zR[k], Rotation.from_matrix(zR[k]).as_quat()
+                state.t, state.R = zt[k], zR[k]
                 state.v, state.w, state.pending = np.zeros(3), np.zeros(3), None
             else:  # hold it back once: coast on the prediction
-                state.t, state.R, state.q, state.pending = new_t[k], new_R[k], new_q[k], (zt[k], zR[k])
+                state.t, state.R, state.pending = new_t[k], new_R[k], (zt[k], zR[k])
                 held.add(m.track)
         return held
 
@@ -315,9 +315,8 @@ class Tracker:
             return []
         R = np.array([d.R for d in detections], dtype=np.float64).reshape(-1, 3, 3)
         t = np.array([d.t for d in detections], dtype=np.float64).reshape(-1, 3)
-        q = Rotation.from_matrix(R).as_quat()
         return [
-            (_State(d.class_name, t[k], R[k], q[k], stamp_s, float(d.confidence)), d)
+            (_State(d.class_name, t[k], R[k], stamp_s, float(d.confidence)), d)
             for k, d in enumerate(detections)
         ]
 
@@ -339,7 +338,7 @@ _FORBIDDEN = 1e9
 
 def _angle(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
     """Rotation angle (radians) between rotation matrices, batched over the leading axes."""
-    cos = (np.sum(Ra * Rb, axis=(-2, -1)) - 1.0) / 2.0
+    cos = (np.einsum("...ij,...ij->...", Ra, Rb) - 1.0) / 2.0
     return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
