@@ -8,8 +8,8 @@ Usage::
 Parameters come from ``params_file`` (default: the package's ``config/hrpose.yaml``),
 then the ``model`` and ``backend`` arguments override it (last wins). The camera
 topics are connected by remapping the node's ``image`` and ``camera_info``.
-Outputs: ``~/poses/<class>``, ``~/detections``, ``~/markers``, ``~/overlay``, TF and
-``/diagnostics``; ``use_rviz:=true`` opens ``config/hrpose.rviz`` showing them.
+Outputs: ``~/poses/<class>``, ``~/detections``, ``~/tracked``, ``~/markers``, ``~/overlay``,
+TF and ``/diagnostics``; ``use_rviz:=true`` opens ``config/hrpose.rviz`` showing them.
 """
 
 from launch.actions import DeclareLaunchArgument

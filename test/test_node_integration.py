@@ -3,20 +3,19 @@
 One ``hrpose_node`` process (the committed fixture model, ONNX Runtime) serves the
 whole module; ``hrpose-play`` publishes the fixture stream from its own process; this
 process observes the outputs (and publishes the bad inputs) through its own rclpy
-context, all on a domain id of their own. Order matters for one test: "no CameraInfo
+context, all on a domain id of their own. The node runs with tracking off, so that its
+poses and TF frames are the per-frame ones the offline estimator gives (tracking:
+test_node_tracking.py; camera formats: test_node_cameras.py). Order matters for one test: "no CameraInfo
 yet" must run before anything publishes a CameraInfo, so it comes first.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import cv2
@@ -25,161 +24,44 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from geometry_msgs.msg import PoseStamped  # noqa: E402
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from node_fixtures import (  # noqa: E402
+    FIXTURE_MODEL,
+    FIXTURE_STREAM,
+    ROOT,
+    NodeProcess,
+    Observer,
+    TFMessage,
+    assert_pose_equal,
+    assert_same_detections,
+    best_frame,
+    expect_log,
+    good_frame_yields_poses,
+    header,
+    node_command,
+    node_env,
+    offline_estimator,
+    publish_frame,
+    quat,
+    running_node,
+    wait_for,
+    watching,
+)
+from node_fixtures import domain_id as _domain_id  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 from hrpose_ros.data.bop import read_dataset  # noqa: E402
 from hrpose_ros.geometry.camera import scale_intrinsics  # noqa: E402
 from hrpose_ros.ros.player import frame_messages  # noqa: E402
-from hrpose_ros.ros.ros_session import BackgroundNode, stop_process  # noqa: E402
 from hrpose_ros.ros.stamp_matcher import stamp_to_ns  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_MODEL = ROOT / "test" / "data" / "fixture_model" / "fixture.json"
-FIXTURE_STREAM = ROOT / "test" / "data" / "fixture_stream"
-DOMAIN_ID = 101 - os.getpid() % 50
-FRAME_ID = "fixture_cam"
+DOMAIN_ID = _domain_id(0)
 PLAYED_FRAME_ID = "played_cam"
-TF_PREFIX = "hrpose/"
-NODE = "/hrpose_node"
 
 if not FIXTURE_MODEL.is_file():
     pytest.skip("fixture model missing: run scripts/make_fixture_model.py", allow_module_level=True)
-
-from vision_msgs.msg import Detection3DArray  # noqa: E402
-
-try:
-    from tf2_msgs.msg import TFMessage
-except ImportError:  # pragma: no cover - built by scripts/build_ros_interfaces.sh
-    TFMessage = None
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _qos(depth: int, reliability: ReliabilityPolicy) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability)
-
-
-def _node_command(model: str, *extra: str) -> list[str]:
-    params = {
-        "model": model,
-        "backend": "onnxruntime",
-        "inference_threads": "1",
-        "diagnostics_period_s": "1.0",
-        "log_throttle_s": "1.0",
-        "tf_prefix": TF_PREFIX,
-    }
-    args = [x for k, v in params.items() for x in ("-p", f"{k}:={v}")]
-    return [sys.executable, "-m", "hrpose_ros.ros.node", "--ros-args", *args, *extra]
-
-
-class NodeProcess:
-    """``hrpose_node`` in its own process, its console output in a file."""
-
-    def __init__(self, log_path: Path, *extra: str):
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            _node_command(str(FIXTURE_MODEL), *extra),
-            cwd=ROOT,
-            env=_env(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def text(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        code = stop_process(self.proc)
-        self._log.close()
-        return code
-
-
-class Observer:
-    """This process's view of the node: its outputs by stamp, and publishers of camera input."""
-
-    def __init__(self, classes: list[str], node_ns: str = NODE, topic_prefix: str = ""):
-        self._session = BackgroundNode("hrpose_test_observer", DOMAIN_ID)
-        self.node = self._session.node
-        out_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE
-        )
-        in_qos = _qos(20, ReliabilityPolicy.BEST_EFFORT)
-        self.detections: dict[int, Detection3DArray] = {}
-        self.poses: dict[str, dict[int, PoseStamped]] = defaultdict(dict)
-        self.tf: dict[tuple[int, str], object] = {}
-        self.detection_sub = self.node.create_subscription(
-            Detection3DArray, f"{node_ns}/detections", lambda m: self._keep(self.detections, m), out_qos
-        )
-        for c in classes:
-            self.node.create_subscription(
-                PoseStamped, f"{node_ns}/poses/{c}", lambda m, c=c: self._keep(self.poses[c], m), out_qos
-            )
-        if TFMessage is not None:
-            self.node.create_subscription(TFMessage, "/tf", self._on_tf, out_qos)
-        image_topic, info_topic = f"{topic_prefix}/image", f"{topic_prefix}/camera_info"
-        # A second image subscriber: the player waits for both (node and this) before playing.
-        self.images: dict[int, Image] = {}
-        self.node.create_subscription(Image, image_topic, lambda m: self._keep(self.images, m), in_qos)
-        pub_qos = _qos(5, ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, image_topic, pub_qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, info_topic, pub_qos)
-
-    @staticmethod
-    def _keep(table: dict, msg) -> None:
-        table[stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
-
-    def _on_tf(self, msg) -> None:
-        for t in msg.transforms:
-            self.tf[(stamp_to_ns(t.header.stamp.sec, t.header.stamp.nanosec), t.child_frame_id)] = t
-
-    def wait_ready(self, timeout_s: float = 60.0) -> bool:
-        """True once the node's image subscription and detections publisher are matched."""
-        return wait_for(
-            lambda: (
-                self.image_pub.get_subscription_count() >= 1 and self.detection_sub.get_publisher_count() >= 1
-            ),
-            timeout_s,
-        )
-
-    def close(self) -> None:
-        self._session.close()
-
-
-def wait_for(predicate, timeout_s: float, period_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(period_s)
-    return bool(predicate())
-
-
-def _header(stamp_ns: int) -> Header:
-    h = Header(frame_id=FRAME_ID)
-    h.stamp.sec, h.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    return h
-
-
-def _offline_estimator():
-    from hrpose_ros.runtime.backends import create_backend  # noqa: PLC0415
-    from hrpose_ros.runtime.bundle import load_bundle  # noqa: PLC0415
-    from hrpose_ros.runtime.estimator import Estimator  # noqa: PLC0415
-
-    bundle = load_bundle(FIXTURE_MODEL)
-    return Estimator(bundle, create_backend("onnxruntime", bundle, threads=1))
 
 
 @pytest.fixture(scope="module")
@@ -196,69 +78,23 @@ def classes() -> list[str]:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log")
-    yield proc
-    rc = proc.stop()
-    assert "Traceback" not in proc.text(), proc.text()[-3000:]
-    assert rc in (0, -signal.SIGINT), proc.text()[-3000:]
+    # per-frame output (tracking off): the poses and TF frames are compared with the offline estimator
+    with running_node(
+        tmp_path_factory.mktemp("node") / "node.log", DOMAIN_ID, "-p", "tracking:=false"
+    ) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def observer(node, classes):
-    obs = Observer(classes)
-    assert obs.wait_ready(), "node did not come up:\n" + node.text()[-3000:]
-    time.sleep(0.5)
-    yield obs
-    obs.close()
+    with watching(node, classes, DOMAIN_ID) as obs:
+        yield obs
 
 
 @pytest.fixture(scope="module")
 def good_frame(frames):
     """The fixture frame in which the estimator (offline) finds the most objects."""
-    estimator = _offline_estimator()
-    images = [(cv2.imread(str(f.rgb_path)), f.K) for f in frames]
-    counts = [len(estimator(bgr, K, None, "bgr8")) for bgr, K in images]
-    assert max(counts) > 0, "the fixture model finds nothing in the fixture stream"
-    return images[int(np.argmax(counts))]
-
-
-def publish_frame(obs: Observer, bgr: np.ndarray, K: np.ndarray, stamp_ns: int | None = None, **info_fields):
-    """Publish CameraInfo then Image with one stamp; return the stamp (ns)."""
-    stamp_ns = time.time_ns() if stamp_ns is None else stamp_ns
-    image, info = frame_messages(bgr, K, _header(stamp_ns))
-    for key, value in info_fields.items():
-        setattr(info, key, value)
-    obs.info_pub.publish(info)
-    time.sleep(0.02)
-    obs.image_pub.publish(image)
-    return stamp_ns
-
-
-def good_frame_yields_poses(obs: Observer, good_frame, attempts: int = 4) -> int:
-    """Publish the good frame until the node answers with poses for it; return its stamp."""
-    bgr, K = good_frame
-    for _ in range(attempts):
-        stamp = publish_frame(obs, bgr, K)
-        if wait_for(lambda s=stamp: s in obs.detections, 5.0):
-            assert obs.detections[stamp].detections, "good frame processed but nothing detected"
-            assert wait_for(lambda s=stamp: any(s in p for p in obs.poses.values()), 2.0)
-            return stamp
-    raise AssertionError("the node published no detections for a good frame")
-
-
-def expect_log(
-    node: NodeProcess, fragment: str, publish, timeout_s: float = 10.0, dropped: bool = True
-) -> None:
-    """Publish bad input until ``fragment`` appears in the node's log (one throttled line)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        publish()
-        if wait_for(lambda: fragment in node.text(), 1.0):
-            break
-    assert fragment in node.text(), f"no log line with {fragment!r}:\n{node.text()[-3000:]}"
-    line = next(x for x in node.text().splitlines() if fragment in x)
-    assert "WARN" in line and (("frame dropped" in line) == dropped), line
-    assert node.proc.poll() is None, "node died:\n" + node.text()[-3000:]
+    return best_frame(frames)
 
 
 # ------------------------------------------------------------------ bad input (first: before any CameraInfo)
@@ -266,10 +102,10 @@ def expect_log(
 
 def test_image_without_any_camera_info_yet(node, observer, good_frame):
     bgr, K = good_frame
-    image, _ = frame_messages(bgr, K, _header(time.time_ns()))
+    image, _ = frame_messages(bgr, K, header(time.time_ns()))
 
     def publish():
-        image.header = _header(time.time_ns())
+        image.header = header(time.time_ns())
         observer.image_pub.publish(image)
 
     expect_log(node, "no CameraInfo received yet", publish)
@@ -277,16 +113,6 @@ def test_image_without_any_camera_info_yet(node, observer, good_frame):
 
 
 # ------------------------------------------------------------------ same as offline
-
-
-def _quat(q) -> np.ndarray:
-    return np.array([q.x, q.y, q.z, q.w])
-
-
-def _assert_pose_equal(pose, R: np.ndarray, t: np.ndarray) -> None:
-    p = pose.position
-    np.testing.assert_allclose([p.x, p.y, p.z], t, atol=1e-6)
-    np.testing.assert_allclose(Rotation.from_quat(_quat(pose.orientation)).as_matrix(), R, atol=1e-6)
 
 
 def test_same_as_offline(node, observer, frames, tmp_path):
@@ -316,7 +142,7 @@ def test_same_as_offline(node, observer, frames, tmp_path):
             str(log),
         ],
         cwd=ROOT,
-        env=_env(),
+        env=node_env(DOMAIN_ID),
         capture_output=True,
         text=True,
         timeout=120,
@@ -334,7 +160,7 @@ def test_same_as_offline(node, observer, frames, tmp_path):
     # shared memory on a loaded machine), so half of the twice-played sequence must arrive.
     assert len(processed) >= len(frames), "node published too few frames:\n" + node.text()[-2000:]
 
-    estimator = _offline_estimator()
+    estimator = offline_estimator()
     total = 0
     for stamp in processed:
         array = observer.detections[stamp]
@@ -342,26 +168,20 @@ def test_same_as_offline(node, observer, frames, tmp_path):
         assert stamp_to_ns(array.header.stamp.sec, array.header.stamp.nanosec) == stamp
         index = played[stamp]
         offline = estimator(frames_bgr[index], frames[index].K, None, "bgr8")
-        got = {d.id: d for d in array.detections}
-        want = {f"{TF_PREFIX}{d.class_name}_{d.instance}": d for d in offline}
-        assert set(got) == set(want), f"stamp {stamp}: node {sorted(got)} vs offline {sorted(want)}"
+        want = assert_same_detections(array, offline)
         for frame_name, det in want.items():
-            hyp = got[frame_name].results[0]
-            assert hyp.hypothesis.class_id == det.class_name
-            assert hyp.hypothesis.score == pytest.approx(det.confidence, abs=1e-6)
-            _assert_pose_equal(hyp.pose.pose, det.R, det.t)
             if det.instance == 0:
                 assert wait_for(lambda c=det.class_name, s=stamp: s in observer.poses[c], 3.0)
                 pose = observer.poses[det.class_name][stamp]
                 assert pose.header.frame_id == PLAYED_FRAME_ID
-                _assert_pose_equal(pose.pose, det.R, det.t)
+                assert_pose_equal(pose.pose, det.R, det.t)
             if TFMessage is not None:
                 assert wait_for(lambda k=(stamp, frame_name): k in observer.tf, 3.0), f"no TF {frame_name}"
                 tf = observer.tf[(stamp, frame_name)]
                 assert tf.header.frame_id == PLAYED_FRAME_ID
                 tr = tf.transform.translation
                 np.testing.assert_allclose([tr.x, tr.y, tr.z], det.t, atol=1e-6)
-                q = _quat(tf.transform.rotation)
+                q = quat(tf.transform.rotation)
                 np.testing.assert_allclose(Rotation.from_quat(q).as_matrix(), det.R, atol=1e-6)
         total += len(offline)
     assert total > 0, "no detections in the played sequence: the comparison would prove nothing"
@@ -375,11 +195,11 @@ def test_unsupported_encoding(node, observer, good_frame):
 
     def publish():
         stamp = publish_frame(observer, bgr, K)
-        image, _ = frame_messages(bgr, K, _header(stamp + 1000))
-        image.encoding = "yuv422"
+        image, _ = frame_messages(bgr, K, header(stamp + 1000))
+        image.encoding = "nv21"  # a real sensor_msgs encoding the node does not convert
         observer.image_pub.publish(image)
 
-    expect_log(node, "unsupported image encoding 'yuv422'", publish)
+    expect_log(node, "unsupported image encoding 'nv21'", publish)
     good_frame_yields_poses(observer, good_frame)
 
 
@@ -388,7 +208,7 @@ def test_data_shorter_than_height_times_step(node, observer, good_frame):
 
     def publish():
         stamp = time.time_ns()
-        image, info = frame_messages(bgr, K, _header(stamp))
+        image, info = frame_messages(bgr, K, header(stamp))
         image.data = bytes(image.data)[: len(image.data) // 2]
         observer.info_pub.publish(info)
         observer.image_pub.publish(image)
@@ -402,9 +222,9 @@ def test_zero_size_image(node, observer, good_frame):
 
     def publish():
         stamp = time.time_ns()
-        _, info = frame_messages(bgr, K, _header(stamp))
+        _, info = frame_messages(bgr, K, header(stamp))
         observer.info_pub.publish(info)
-        observer.image_pub.publish(Image(header=_header(stamp), height=0, width=0, encoding="bgr8", step=0))
+        observer.image_pub.publish(Image(header=header(stamp), height=0, width=0, encoding="bgr8", step=0))
 
     expect_log(node, "zero-size image", publish)
     good_frame_yields_poses(observer, good_frame)
@@ -461,6 +281,9 @@ def test_huge_image_4000x3000(tmp_path, classes, good_frame):
     """
     big_node = NodeProcess(
         tmp_path / "big.log",
+        DOMAIN_ID,
+        "-p",
+        "tracking:=false",
         "-p",
         "qos_reliability:=reliable",
         "-r",
@@ -470,7 +293,7 @@ def test_huge_image_4000x3000(tmp_path, classes, good_frame):
         "-r",
         "camera_info:=/big/camera_info",
     )
-    obs = Observer(classes, node_ns="/hrpose_big", topic_prefix="/big")
+    obs = Observer(classes, DOMAIN_ID, node_ns="/hrpose_big", topic_prefix="/big")
     try:
         assert obs.wait_ready(), big_node.text()[-3000:]
         time.sleep(1.0)
@@ -520,9 +343,9 @@ def _corrupt_bundles(tmp_path: Path) -> dict[str, Path]:
 def test_bad_model_exits_with_one_clear_line(tmp_path, case):
     model = _corrupt_bundles(tmp_path)[case]
     result = subprocess.run(
-        _node_command(str(model)),
+        node_command(str(model)),
         cwd=ROOT,
-        env=_env(),
+        env=node_env(DOMAIN_ID),
         capture_output=True,
         text=True,
         timeout=120,

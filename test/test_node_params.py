@@ -17,10 +17,13 @@ from hrpose_ros.ros.node_params import (
     DECODE_PARAM_SPECS,
     NODE_NAME,
     PARAM_SPECS,
+    TRACKING_PARAM_SPECS,
     NodeConfigError,
     decode_params_from,
+    tracker_params_from,
     validate_params,
 )
+from hrpose_ros.runtime.tracking import TrackerParams
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MODEL = ROOT / "test" / "data" / "fixture_model" / "fixture.json"
@@ -43,6 +46,23 @@ def test_decoder_parameters_are_exactly_the_decode_params_fields_with_its_defaul
         assert spec.default == getattr(defaults, spec.name), spec.name
         assert spec.value_range is not None, f"{spec.name} has no declared range"
         assert spec.value_range[0] <= spec.default <= spec.value_range[1]
+
+
+def test_tracking_parameters_are_the_tracker_params_fields_with_its_defaults_and_ranges():
+    fields = [f"tracking_{f.name}" for f in dataclasses.fields(TrackerParams)]
+    assert [s.name for s in TRACKING_PARAM_SPECS] == fields
+    defaults = TrackerParams()
+    for spec in TRACKING_PARAM_SPECS:
+        assert spec.default == getattr(defaults, spec.name.removeprefix("tracking_")), spec.name
+        assert spec.value_range is not None, f"{spec.name} has no declared range"
+        assert spec.value_range[0] <= spec.default <= spec.value_range[1]
+        assert not spec.read_only, spec.name
+        lo, hi = spec.value_range  # every value the range allows is one the tracker takes
+        TrackerParams(**{spec.name.removeprefix("tracking_"): type(spec.default)(lo)})
+        TrackerParams(**{spec.name.removeprefix("tracking_"): type(spec.default)(hi)})
+    assert tracker_params_from({"tracking_min_hits": 2.0, "min_keypoints": 6}) == dataclasses.replace(
+        defaults, min_hits=2
+    )
 
 
 def test_config_yaml_lists_every_parameter_with_the_node_default():
@@ -94,6 +114,10 @@ def test_decode_params_from_values_converts_types():
         ("tf_prefix", "/abs"),
         ("peak_threshold", 1.5),
         ("min_keypoints", 2),
+        ("tf_frames", "instances"),
+        ("fallback_frame_id", "/camera"),
+        ("tracking_pose_gain", 0.0),
+        ("tracking_max_misses", 0),
     ],
 )
 def test_bad_value_is_rejected_naming_the_parameter(name, value):
@@ -155,6 +179,14 @@ needs_fixture = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def fixture_node(context):
+    """The node with the fixture model (ONNX Runtime, one thread), destroyed afterwards."""
+    node = _node(context, model=str(FIXTURE_MODEL), backend="onnxruntime", inference_threads=1)
+    yield node
+    node.destroy_node()
+
+
 def _frame_messages(stamp_sec: int):
     """(Image, CameraInfo) of every fixture frame, stamped ``stamp_sec + i``."""
     from std_msgs.msg import Header  # noqa: PLC0415
@@ -175,41 +207,83 @@ def _process(node, image, info) -> list:
     return node.process_image(image)
 
 
-@pytest.mark.ros
-@needs_fixture
-def test_live_threshold_change_takes_effect(context):
-    from rclpy.parameter import Parameter  # noqa: PLC0415
-
-    node = _node(context, model=str(FIXTURE_MODEL), backend="onnxruntime", inference_threads=1)
-    try:
-        counts = [len(_process(node, image, info)) for image, info in _frame_messages(10)]
-        best = int(np.argmax(counts))
-        assert counts[best] > 0, "the fixture model finds nothing in the fixture stream"
-        result = node.set_parameters([Parameter("centroid_threshold", value=1.0)])[0]
-        assert result.successful
-        assert node._estimator.decode_params.centroid_threshold == 1.0
-        image, info = _frame_messages(100)[best]
-        assert _process(node, image, info) == []
-    finally:
-        node.destroy_node()
+def _best_frame(node) -> tuple[int, int]:
+    """(index of the fixture frame with the most detections, their number), through the node."""
+    counts = [len(_process(node, image, info)) for image, info in _frame_messages(10)]
+    assert max(counts) > 0, "the fixture model finds nothing in the fixture stream"
+    return int(np.argmax(counts)), max(counts)
 
 
 @pytest.mark.ros
 @needs_fixture
-def test_live_change_out_of_range_or_read_only_is_rejected(context):
+def test_live_threshold_change_takes_effect(fixture_node):
     from rclpy.parameter import Parameter  # noqa: PLC0415
 
-    node = _node(context, model=str(FIXTURE_MODEL), backend="onnxruntime", inference_threads=1)
-    try:
-        bad = node.set_parameters([Parameter("angle_threshold_deg", value=500.0)])[0]
-        assert not bad.successful and "angle_threshold_deg" in bad.reason
-        frozen = node.set_parameters([Parameter("model", value="other.json")])[0]
-        assert not frozen.successful
-        unknown = node.set_parameters([Parameter("classes", value=["nope"])])[0]
-        assert not unknown.successful and "nope" in unknown.reason
-        assert node.get_parameter("angle_threshold_deg").value == DecodeParams().angle_threshold_deg
-        assert np.isclose(
-            node._estimator.decode_params.angle_threshold_deg, DecodeParams().angle_threshold_deg
-        )
-    finally:
-        node.destroy_node()
+    node = fixture_node
+    best, _ = _best_frame(node)
+    result = node.set_parameters([Parameter("centroid_threshold", value=1.0)])[0]
+    assert result.successful
+    assert node._estimator.decode_params.centroid_threshold == 1.0
+    image, info = _frame_messages(100)[best]
+    assert _process(node, image, info) == []
+
+
+@pytest.mark.ros
+@needs_fixture
+def test_live_change_out_of_range_or_read_only_is_rejected(fixture_node):
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    node = fixture_node
+    bad = node.set_parameters([Parameter("angle_threshold_deg", value=500.0)])[0]
+    assert not bad.successful and "angle_threshold_deg" in bad.reason
+    frozen = node.set_parameters([Parameter("model", value="other.json")])[0]
+    assert not frozen.successful
+    unknown = node.set_parameters([Parameter("classes", value=["nope"])])[0]
+    assert not unknown.successful and "nope" in unknown.reason
+    assert node.get_parameter("angle_threshold_deg").value == DecodeParams().angle_threshold_deg
+    assert np.isclose(node._estimator.decode_params.angle_threshold_deg, DecodeParams().angle_threshold_deg)
+
+
+@pytest.mark.ros
+@needs_fixture
+def test_tracking_switch_and_gains_are_live_and_declared_with_ranges(fixture_node):
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    node = fixture_node
+    descriptor = node.describe_parameter("tracking_pose_gain")
+    assert descriptor.description and not descriptor.read_only
+    assert (
+        descriptor.floating_point_range[0].from_value,
+        descriptor.floating_point_range[0].to_value,
+    ) == (
+        0.01,
+        1.0,
+    )
+    assert node.describe_parameter("tracking_min_hits").integer_range[0].to_value == 100
+    assert node._tracker is not None  # on by default
+    assert node.set_parameters([Parameter("tracking_pose_gain", value=0.5)])[0].successful
+    assert node._tracker.params.pose_gain == 0.5
+    assert node.set_parameters([Parameter("tracking", value=False)])[0].successful
+    assert node._tracker is None
+    assert node.set_parameters([Parameter("tracking", value=True)])[0].successful
+    assert node._tracker is not None and node._tracker.params.pose_gain == 0.5
+    assert not node.set_parameters([Parameter("tracking_min_hits", value=0)])[0].successful
+    assert not node.set_parameters([Parameter("tf_frames", value="both")])[0].successful
+
+
+@pytest.mark.ros
+@needs_fixture
+def test_tracking_turns_repeated_frames_into_tracks_in_process(fixture_node):
+    """The node's own tracker, fed by process_image: confirmed after min_hits frames, ids kept."""
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    node = fixture_node
+    best, count = _best_frame(node)
+    for on in (False, True):  # off and on again: a fresh tracker
+        assert node.set_parameters([Parameter("tracking", value=on)])[0].successful
+    frames = [_frame_messages(100 + k)[best] for k in range(TrackerParams().min_hits)]
+    results = [node._estimate(image) for image, info in frames if node._on_camera_info(info) is None]
+    assert results[-2].tracks == []  # not yet confirmed
+    ids = sorted((t.class_name, t.track_id) for t in results[-1].tracks)
+    assert len(ids) == count
+    assert results[-1].header.frame_id == "cam"

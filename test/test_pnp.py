@@ -148,3 +148,23 @@ def test_solve_instance_pose_uses_the_found_keypoints():
     assert est.num_points == 8
     with pytest.raises(PnPError, match="keypoints_3d"):
         solve_instance_pose(inst, KP3[:8], K)
+
+
+def test_fisheye_keypoints_give_the_pose_back():
+    """Keypoints projected through an equidistant (fisheye) lens, solved as equidistant."""
+    rng = np.random.default_rng(5)
+    D = np.array([0.12, -0.03, 0.01, -0.002])
+    for _ in range(10):
+        R, t = _random_pose(rng)
+        uv = project_points(KP3, R, t, K, D, model="equidistant")
+        _assert_pose(solve_pnp(KP3, uv, K, D, distortion_model="equidistant"), R, t)
+        instance = Instance(class_index=0, keypoints=uv, scores=np.ones(9), confidence=1.0)
+        _assert_pose(solve_instance_pose(instance, KP3, K, D, distortion_model="equidistant"), R, t)
+        # the same coefficients read as pinhole (plumb_bob k1 k2 p1 p2) give another pose
+        wrong = solve_pnp(KP3, uv, K, D)
+        assert wrong is None or rotation_error_deg(wrong.R, R) > 1e-2 or np.abs(wrong.t - t).max() > 1e-4
+
+
+def test_unknown_distortion_model_is_refused():
+    with pytest.raises(PnPError, match="distortion_model"):
+        solve_pnp(KP3, project_points(KP3, np.eye(3), np.array([0, 0, 1.0]), K), K, distortion_model="fov")

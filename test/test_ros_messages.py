@@ -11,9 +11,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from hrpose_ros.geometry.camera import project_points
+from hrpose_ros.geometry.camera import binned_roi_intrinsics, project_points
 from hrpose_ros.geometry.keypoints import CUBOID_EDGES, cuboid_keypoints
 from hrpose_ros.ros import ros_messages as rm
+from hrpose_ros.runtime.encodings import encode_image
 from hrpose_ros.runtime.estimator import Detection
 
 K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])
@@ -98,10 +99,38 @@ def test_row_padding_in_step_is_skipped(rgb):
 
 def test_unsupported_encoding_names_it(rgb):
     msg = _image_msg(rgb, "rgb8")
-    msg.encoding = "yuv422"
-    with pytest.raises(rm.BadInputError, match="yuv422") as info:
+    msg.encoding = "nv21"
+    with pytest.raises(rm.BadInputError, match="'nv21'") as info:
         rm.image_to_array(msg)
     assert info.value.reason == "encoding"
+
+
+@pytest.mark.parametrize("big_endian", [0, 1])
+def test_sixteen_bit_image_honours_is_bigendian_and_step_padding(rgb, big_endian):
+    bgr = rgb  # any 8-bit colour image
+    rows = encode_image(bgr, "rgb16", bool(big_endian))
+    msg = _image_msg(rows.reshape(6, 7, 6), "rgb16", pad=4)
+    msg.is_bigendian = big_endian
+    out, enc = rm.image_to_array(msg)
+    assert enc == "rgb8"
+    np.testing.assert_array_equal(out, bgr[:, :, ::-1])
+    msg.is_bigendian = 1 - big_endian
+    assert not np.array_equal(rm.image_to_array(msg)[0], out)
+
+
+def test_yuv422_image_of_odd_width_is_refused_naming_the_reason(rgb):
+    msg = _image_msg(np.zeros((6, 7, 2), np.uint8), "yuv422")
+    with pytest.raises(rm.BadInputError, match="even width") as info:
+        rm.image_to_array(msg)
+    assert info.value.reason == "encoding"
+
+
+def test_step_shorter_than_a_sixteen_bit_row_is_refused(rgb):
+    msg = _image_msg(np.zeros((6, 7, 6), np.uint8), "bgr16")
+    msg.step = 7 * 3  # the 8-bit row length: half of what bgr16 needs
+    with pytest.raises(rm.BadInputError, match="42 bytes") as info:
+        rm.image_to_array(msg)
+    assert info.value.reason == "step"
 
 
 def test_short_data_is_refused(rgb):
@@ -196,8 +225,66 @@ def test_nan_distortion_is_refused():
 
 
 def test_unknown_distortion_model_with_coefficients_is_refused():
-    with pytest.raises(rm.BadInputError, match="equidistant"):
-        rm.camera_from_info(_info(distortion_model="equidistant", d=[0.1, 0.0, 0.0, 0.0]))
+    with pytest.raises(rm.BadInputError, match=r"'fov' is not supported.*equidistant") as info:
+        rm.camera_from_info(_info(distortion_model="fov", d=[0.1, 0.0, 0.0, 0.0]))
+    assert info.value.reason == "camera_info"
+
+
+def test_equidistant_camera_info_gives_the_fisheye_model():
+    cam = rm.camera_from_info(_info(distortion_model="equidistant", d=[0.1, -0.01, 0.002, 0.0]))
+    assert cam.distortion_model == "equidistant"
+    np.testing.assert_allclose(cam.dist, [0.1, -0.01, 0.002, 0.0])
+
+
+def test_equidistant_with_five_coefficients_is_refused():
+    with pytest.raises(rm.BadInputError, match="4 coefficients") as info:
+        rm.camera_from_info(_info(distortion_model="equidistant", d=[0.1, 0.0, 0.0, 0.0, 0.0]))
+    assert info.value.reason == "camera_info"
+
+
+def _readout_info(roi=(0, 0, 0, 0), binning=(0, 0), **fields) -> CameraInfo:
+    """CameraInfo with roi = (x_offset, y_offset, width, height) and binning = (x, y)."""
+    info = _info(binning_x=binning[0], binning_y=binning[1], **fields)
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = roi
+    return info
+
+
+@pytest.mark.parametrize("rectified", [False, True])
+def test_binning_and_roi_are_applied_to_k_and_p(rectified):
+    P = np.hstack([K * 1.01, np.zeros((3, 1))])
+    P[2, 2] = 1.0
+    info = _readout_info((100, 60, 320, 240), (2, 2), p=list(P.ravel()), d=[0.1, 0.0, 0.0, 0.0, 0.0])
+    cam = rm.camera_from_info(info, image_is_rectified=rectified)
+    full = P[:, :3] if rectified else K
+    np.testing.assert_allclose(cam.K, binned_roi_intrinsics(full, 100, 60, 2, 2))
+    assert (cam.width, cam.height) == (160, 120)
+    if not rectified:
+        np.testing.assert_allclose(cam.dist, [0.1, 0.0, 0.0, 0.0, 0.0])  # D unchanged
+
+
+def test_binning_zero_is_one_and_an_all_zero_roi_is_the_full_sensor():
+    cam = rm.camera_from_info(_readout_info())
+    np.testing.assert_allclose(cam.K, K)
+    assert (cam.width, cam.height) == (640, 480)
+
+
+def test_binned_half_size_image_passes_the_resolution_check_and_full_size_does_not():
+    cam = rm.camera_from_info(_readout_info(binning=(2, 2)))
+    rm.check_resolution(cam, 320, 240)
+    with pytest.raises(
+        rm.BadInputError, match=r"640x480 with ROI 640x480\+0\+0 and binning 2x2, i\.e\. 320x240"
+    ):
+        rm.check_resolution(cam, 640, 480)
+
+
+@pytest.mark.parametrize(
+    ("roi", "fragment"),
+    [((600, 0, 100, 100), "does not fit the 640x480 sensor"), ((10, 10, 0, 0), "has an offset but no size")],
+)
+def test_bad_roi_is_refused(roi, fragment):
+    with pytest.raises(rm.BadInputError, match=fragment) as info:
+        rm.camera_from_info(_readout_info(roi))
+    assert info.value.reason == "camera_info"
 
 
 def test_resolution_mismatch_is_refused():

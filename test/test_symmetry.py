@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from data_fixtures import rotation
+from scipy.spatial.transform import Rotation
 
-from hrpose_ros.geometry.symmetry import SymmetryError, canonical_pose, parse_symmetry
+from hrpose_ros.geometry.symmetry import SymmetryError, canonical_pose, closest_equivalent, parse_symmetry
 
 HALF_TURN_Z = parse_symmetry([-1, 0, 0, 0.002, 0, -1, 0, -0.001, 0, 0, 1, 0, 0, 0, 0, 1])
 
@@ -66,3 +67,38 @@ def test_no_symmetries_keeps_the_pose() -> None:
 def test_bad_symmetries_are_refused(values: list, match: str) -> None:
     with pytest.raises(SymmetryError, match=match):
         parse_symmetry(values)
+
+
+def _angle(Ra: np.ndarray, Rb: np.ndarray) -> float:
+    return float(np.arccos(np.clip((np.trace(Ra.T @ Rb) - 1) / 2, -1, 1)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_closest_equivalent_is_the_twin_nearest_the_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    R, t = rotation(rng), np.array([0.0, 0.0, 0.7])
+    symmetries = _quarter_turns()
+    twins = [(R, t)] + [(R @ S[:3, :3], t + R @ S[:3, 3]) for S in symmetries]
+    for R_twin, t_twin in twins:
+        # a reference a few degrees off this twin picks this twin, whichever equivalent is passed in
+        ref = R_twin @ Rotation.from_rotvec(rng.normal(size=3) * 0.05).as_matrix()
+        R_eq, t_eq = closest_equivalent(R, t, symmetries, ref)
+        np.testing.assert_allclose(R_eq, R_twin, atol=1e-12)
+        np.testing.assert_allclose(t_eq, t_twin, atol=1e-12)
+        assert _angle(R_eq, ref) == pytest.approx(min(_angle(Rt, ref) for Rt, _ in twins))
+
+
+def test_closest_equivalent_broadcasts_references_against_poses() -> None:
+    rng = np.random.default_rng(9)
+    R = np.stack([rotation(rng) for _ in range(4)])  # 4 detections
+    t = rng.uniform(-0.1, 0.1, (4, 3))
+    refs = np.stack([rotation(rng) for _ in range(3)])  # 3 tracks
+    R_eq, t_eq = closest_equivalent(R[None], t[None], [HALF_TURN_Z], refs[:, None])
+    assert R_eq.shape == (3, 4, 3, 3) and t_eq.shape == (3, 4, 3)
+    for i in range(3):
+        for j in range(4):
+            one = closest_equivalent(R[j], t[j], [HALF_TURN_Z], refs[i])
+            np.testing.assert_allclose(R_eq[i, j], one[0], atol=1e-12)
+            np.testing.assert_allclose(t_eq[i, j], one[1], atol=1e-12)
+    same, _ = closest_equivalent(R[None], t[None], [], refs[:, None])
+    np.testing.assert_array_equal(same, np.broadcast_to(R, (3, 4, 3, 3)))

@@ -2,7 +2,10 @@
 
 Method: SQPnP (globally optimal for the algebraic error, works from 3 points, no
 planarity special case) as the initial solve, optionally inside RANSAC, then
-Levenberg-Marquardt refinement of the reprojection error. Degenerate input (too few
+Levenberg-Marquardt refinement of the reprojection error. Fisheye (``equidistant``)
+keypoints are first undistorted with ``cv2.fisheye`` (``geometry.camera.undistort_points``),
+then solved as a pinhole camera with the same K: OpenCV's PnP knows only pinhole
+distortion. Degenerate input (too few
 finite points, collinear points, a bad camera matrix, a pose behind the camera)
 gives ``None``, never NaN; malformed arrays raise ``PnPError``.
 """
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hrpose_ros.geometry.camera import DISTORTION_MODELS, undistort_points
 from hrpose_ros.geometry.decode import Instance
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS
 
@@ -112,23 +116,31 @@ def solve_pnp(
     use_ransac: bool = False,
     *,
     ransac_threshold_px: float = 8.0,
+    distortion_model: str = "plumb_bob",
 ) -> PoseEstimate | None:
     """Solve the object pose from 2D-3D correspondences.
 
     Args:
         pts_3d: (N, 3) object-frame points, metres; rows with NaN are ignored.
         pts_2d: (N, 2) image points, pixels (OpenCV convention); rows with NaN are ignored.
-        K: (3, 3) camera matrix. dist: OpenCV distortion coefficients or None.
+        K: (3, 3) camera matrix. dist: distortion coefficients of ``distortion_model`` or None.
         use_ransac: run SQPnP inside RANSAC (outlier keypoints) before refinement.
         ransac_threshold_px: RANSAC inlier threshold, pixels.
+        distortion_model: ``geometry.camera.DISTORTION_MODELS``; for ``equidistant`` the
+            points are undistorted first and the reprojection error is measured on the
+            undistorted (pinhole) image.
 
     Returns:
         ``PoseEstimate`` or None when no valid pose exists (fewer than 4 finite points,
         collinear points, non-finite K, solver failure, pose behind the camera).
     """
     p3, p2, K, d = _check_inputs(pts_3d, pts_2d, K, dist)
+    if distortion_model not in DISTORTION_MODELS:
+        raise PnPError(f"distortion_model must be one of {DISTORTION_MODELS}, got {distortion_model!r}")
     if not (np.isfinite(K).all() and np.isfinite(d).all() and K[0, 0] > 0 and K[1, 1] > 0):
         return None
+    if distortion_model == "equidistant" and np.any(d):
+        p2, d = undistort_points(p2, K, d, distortion_model), np.zeros(5)
     index = np.flatnonzero(np.isfinite(p3).all(axis=1) & np.isfinite(p2).all(axis=1))
     if len(index) < MIN_PNP_POINTS or _degenerate(p3[index], p2[index]):
         return None
@@ -164,17 +176,21 @@ def solve_instance_pose(
     K: np.ndarray,
     dist: np.ndarray | None = None,
     use_ransac: bool = False,
+    *,
+    distortion_model: str = "plumb_bob",
 ) -> PoseEstimate | None:
     """Pose of a decoded instance from its found keypoints.
 
     Args:
-        instance: decoder output; its (9, 2) keypoints are input-image pixels, so ``K``
-            must be the camera matrix of the network input image.
+        instance: decoder output; its (9, 2) keypoints are pixels of the image that
+            ``K`` and ``dist`` describe.
         keypoints_3d: (9, 3) keypoints of the instance's class, object frame, metres.
-        K, dist: camera of the network input image.
+        K, dist, distortion_model: that image's camera (see ``solve_pnp``).
         use_ransac: see ``solve_pnp``.
     """
     kp3 = np.asarray(keypoints_3d, dtype=np.float64)
     if kp3.shape != (NUM_KEYPOINTS, 3):
         raise PnPError(f"keypoints_3d must have shape ({NUM_KEYPOINTS}, 3), got {kp3.shape}")
-    return solve_pnp(kp3, instance.keypoints, K, dist, use_ransac=use_ransac)
+    return solve_pnp(
+        kp3, instance.keypoints, K, dist, use_ransac=use_ransac, distortion_model=distortion_model
+    )

@@ -1,4 +1,4 @@
-"""One canonical pose among the symmetric equivalents of an object.
+"""One pose among the symmetric equivalents of an object: canonical, or closest to a reference.
 
 Why: the eggbox and the glue of LINEMOD look the same after a half turn about their z
 axis, so one image fits two poses whose cuboid corners swap places. Training targets made
@@ -10,6 +10,10 @@ metric for symmetric objects, is the same for all equivalents.
 A symmetry is a rigid transform ``(S_R, S_t)`` of the object frame that maps the model onto
 itself (BOP ``symmetries_discrete``, here with the translation in metres). A pose ``(R, t)``
 is then equivalent to ``(R S_R, t + R S_t)``.
+
+The tracker asks the same question with another reference: which equivalent of a new
+detection is closest to the track's own rotation, so that its filter never averages a
+pose with its half-turned twin (the canonical pose is the one closest to the identity).
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SymmetryError", "canonical_pose", "parse_symmetry"]
+__all__ = ["SymmetryError", "canonical_pose", "closest_equivalent", "parse_symmetry"]
+
+
+_IDENTITY = np.eye(3)[None]
+_NO_SHIFT = np.zeros((1, 3))
 
 
 class SymmetryError(ValueError):
@@ -39,6 +47,40 @@ def parse_symmetry(values: Sequence[float]) -> np.ndarray:
     return m
 
 
+def closest_equivalent(
+    R: np.ndarray, t: np.ndarray, symmetries: Sequence[np.ndarray], R_ref: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The equivalent of pose ``(R, t)`` whose rotation is closest to ``R_ref``.
+
+    Closest = largest ``trace(R_ref^T R S_R)`` (the smallest rotation angle between them);
+    the pose itself wins ties. Batched: ``R`` (..., 3, 3), ``t`` (..., 3) and ``R_ref``
+    (..., 3, 3) broadcast against each other (the tracker scores every track against
+    every detection in one call).
+
+    Args:
+        symmetries: (4, 4) transforms of :func:`parse_symmetry` (the identity is implied).
+
+    Returns:
+        (R_eq (..., 3, 3), t_eq (..., 3)) float64.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    R_ref = np.asarray(R_ref, dtype=np.float64)
+    shape = np.broadcast_shapes(R.shape, R_ref.shape)
+    R_all = np.broadcast_to(R, shape)
+    t_all = np.broadcast_to(t, (*shape[:-2], 3))
+    if not symmetries:
+        return R_all.copy(), t_all.copy()
+    S = np.asarray(symmetries, dtype=np.float64).reshape(-1, 4, 4)
+    S_R = np.concatenate([_IDENTITY, S[:, :3, :3]])
+    S_t = np.concatenate([_NO_SHIFT, S[:, :3, 3]])
+    relative = np.swapaxes(R_ref, -1, -2) @ R  # trace(R_ref^T R S) = sum_ij relative_ij S_ji
+    score = np.einsum("...ij,kji->...k", relative, S_R)
+    score[..., 1:] -= 1e-12  # the pose itself on a tie
+    best = np.argmax(score, axis=-1)
+    return R_all @ S_R[best], t_all + np.einsum("...ij,...j->...i", R_all, S_t[best])
+
+
 def canonical_pose(
     R: np.ndarray, t: np.ndarray, symmetries: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -49,10 +91,4 @@ def canonical_pose(
     """
     R = np.asarray(R, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64).reshape(3)
-    best_R, best_t, best = R, t, float(np.trace(R))
-    for S in symmetries:
-        cand_R = R @ S[:3, :3]
-        score = float(np.trace(cand_R))
-        if score > best + 1e-12:
-            best_R, best_t, best = cand_R, t + R @ S[:3, 3], score
-    return best_R, best_t
+    return closest_equivalent(R, t, symmetries, np.eye(3))

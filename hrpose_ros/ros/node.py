@@ -1,8 +1,9 @@
-"""The ROS 2 node: Image + CameraInfo in; poses, TF, detections, markers, overlay out.
+"""The ROS 2 node: Image + CameraInfo in; poses, TF, detections, tracks, markers, overlay out.
 
 Thin by design: message conversion (``ros_messages``), CameraInfo matching
 (``stamp_matcher``) and everything numeric is a call into the runtime ``Estimator``,
-the same code the offline evaluation measures. Callbacks only store the newest image;
+the same code the offline evaluation measures, and into the runtime ``Tracker``
+(stable ids, filtered poses). Callbacks only store the newest image;
 a worker thread processes it, so a slow model drops frames (counted) instead of
 building a queue. Uses only rclpy API shared by Humble, Jazzy and Kilted.
 """
@@ -38,6 +39,7 @@ from hrpose_ros.ros.node_params import (
     NodeConfigError,
     ParamSpec,
     decode_params_from,
+    tracker_params_from,
     validate_params,
 )
 from hrpose_ros.ros.node_stats import KeyedThrottle, PipelineStats
@@ -45,6 +47,7 @@ from hrpose_ros.ros.stamp_matcher import StampMatcher, StampOrder, StampVerdict,
 from hrpose_ros.runtime.backends import create_backend, resolve_backend_name
 from hrpose_ros.runtime.bundle import BundleError, load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import STAGES, Estimator
+from hrpose_ros.runtime.tracking import Track, Tracker
 
 __all__ = ["HRPoseNode", "ModelLoadError", "main"]
 
@@ -58,12 +61,14 @@ class _Result:
     """One processed frame, waiting to be published (worker -> executor thread)."""
 
     detections: list
+    tracks: list[Track] | None
+    """The tracker's output (None: tracking is off)."""
     header: Header
     stamp_ns: int
     image: np.ndarray
     encoding: str
+    camera: rm.CameraModel
     K: np.ndarray
-    dist: np.ndarray | None
     stages: dict[str, float]
     t_start: float
 
@@ -115,6 +120,7 @@ class HRPoseNode(Node):
         self._stats = PipelineStats()
         self._throttle = KeyedThrottle(float(values["log_throttle_s"]))
         self._order = StampOrder()
+        self._tracker: Tracker | None = None
         self._matcher: StampMatcher[CameraInfo] = StampMatcher(
             slop_ns=int(values["camera_info_slop_s"] * 1e9), capacity=64, mode=values["camera_info_mode"]
         )
@@ -133,7 +139,8 @@ class HRPoseNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"ready: model {self._bundle.metadata_path} ({', '.join(self._bundle.classes)}), "
-            f"backend {self._backend_name}, listening on {self._image_sub.topic_name}"
+            f"backend {self._backend_name}, tracking {'on' if self._tracker is not None else 'off'}, "
+            f"listening on {self._image_sub.topic_name}"
         )
 
     # ------------------------------------------------------------------ setup
@@ -161,9 +168,17 @@ class HRPoseNode(Node):
         self._backend_name = resolved
         self._estimator = Estimator(self._bundle, self._backend, decode_params_from(values))
         self._keypoints_3d = {c: self._bundle.keypoints_3d[i] for i, c in enumerate(self._bundle.classes)}
+        self._symmetries = {} if self._catalogue is None else {o.name: o.symmetries for o in self._catalogue}
+        unknown = [c for i, c in enumerate(self._bundle.classes) if self._bundle.symmetric[i]]
+        unknown = [c for c in unknown if not self._symmetries.get(c)]
+        if unknown:
+            self.get_logger().warning(
+                f"symmetric classes without symmetry transforms: {unknown}; the tracker filters their "
+                "poses as they come (set 'catalogue' to an objects.yaml with their 'symmetries')"
+            )
 
     def _apply_live(self, values: dict[str, Any]) -> None:
-        """Apply the run-time-changeable parameters (thresholds, classes, TF, camera matching)."""
+        """Apply the run-time-changeable parameters (thresholds, classes, TF, tracking, camera matching)."""
         classes = list(values["classes"])
         unknown = [c for c in classes if c != "*" and c not in self._bundle.classes]
         if unknown:
@@ -176,6 +191,15 @@ class HRPoseNode(Node):
         self._classes = None if "*" in classes else set(classes)
         self._publish_tf = bool(values["publish_tf"])
         self._tf_prefix = str(values["tf_prefix"])
+        self._tf_frames = str(values["tf_frames"])
+        self._fallback_frame_id = str(values["fallback_frame_id"])
+        tracker_params = tracker_params_from(values)
+        if not values["tracking"]:
+            self._tracker = None  # the worker keeps the one it is using for its current frame
+        elif self._tracker is None:
+            self._tracker = Tracker(tracker_params, self._symmetries)  # a fresh start: ids from 0
+        else:
+            self._tracker.params = tracker_params
         self._rectified = bool(values["image_is_rectified"])
         self._max_pixels = int(values["max_image_pixels"])
         self._matcher.slop_ns = int(float(values["camera_info_slop_s"]) * 1e9)
@@ -188,13 +212,16 @@ class HRPoseNode(Node):
         }
         self._marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self._overlay_pub = self.create_publisher(Image, "~/overlay", 2)
-        self._detections_pub = None
+        self._detections_pub = self._tracked_pub = None
         try:
             from vision_msgs.msg import Detection3DArray  # noqa: PLC0415 (optional package)
 
             self._detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
+            self._tracked_pub = self.create_publisher(Detection3DArray, "~/tracked", 10)
         except ImportError:
-            self.get_logger().warning("vision_msgs is not installed: ~/detections is not published")
+            self.get_logger().warning(
+                "vision_msgs is not installed: ~/detections and ~/tracked are not published"
+            )
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf_send = self._make_tf_sender()
 
@@ -285,8 +312,10 @@ class HRPoseNode(Node):
     def _camera_for(self, msg: Image, stamp_ns: int) -> rm.CameraModel:
         with self._lock:
             verdict = self._order.check(stamp_ns)
-            if verdict is StampVerdict.RESET:
+            if verdict is StampVerdict.RESET:  # a clock reset (bag loop): history is forgotten
                 self._matcher.discard_newer_than(stamp_ns + self._matcher.slop_ns)
+                if self._tracker is not None:
+                    self._tracker = Tracker(self._tracker.params, self._symmetries)
             info = self._matcher.match(stamp_ns)
             gap = self._matcher.nearest_gap_ns(stamp_ns)
         if verdict is StampVerdict.BACKWARDS:
@@ -335,17 +364,39 @@ class HRPoseNode(Node):
                 "downscale", f"image {msg.width}x{msg.height} downscaled by {scale:.3f} (max_image_pixels)"
             )
         t1 = time.perf_counter()
-        estimator = self._estimator
+        estimator, tracker = self._estimator, self._tracker
         detections = [
             d
-            for d in estimator(image, K, camera.dist, encoding)
+            for d in estimator(image, K, camera.dist, encoding, distortion_model=camera.distortion_model)
             if float(d.confidence) >= self._min_score
             and (self._classes is None or d.class_name in self._classes)
         ]
         t2 = time.perf_counter()
-        stages = {"convert": t1 - t0, **dict(estimator.last_timings), "estimate": t2 - t1}
-        header = Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id)
-        return _Result(detections, header, stamp_ns, image, encoding, K, camera.dist, stages, t0)
+        tracks = None if tracker is None else tracker.update(detections, stamp_ns * 1e-9)
+        t3 = time.perf_counter()
+        stages = {
+            "convert": t1 - t0,
+            **dict(estimator.last_timings),
+            "estimate": t2 - t1,
+            "tracking": t3 - t2,
+        }
+        header = Header(stamp=msg.header.stamp, frame_id=self._frame_id(msg))
+        return _Result(detections, tracks, header, stamp_ns, image, encoding, camera, K, stages, t0)
+
+    def _frame_id(self, msg: Image) -> str:
+        """The image's frame id; an empty one gets a throttled warning and ``fallback_frame_id``."""
+        frame_id = str(msg.header.frame_id)
+        if frame_id:
+            return frame_id
+        fallback = self._fallback_frame_id
+        what = (
+            f"its outputs use fallback_frame_id '{fallback}'"
+            if fallback
+            else "its poses and detections keep the empty frame id and no TF is broadcast for it "
+            "(set fallback_frame_id to the camera's optical frame)"
+        )
+        self._warn("frame_id", f"image on {self._image_sub.topic_name} has an empty header.frame_id: {what}")
+        return fallback
 
     def _flush_outbox(self) -> None:
         """Guard-condition callback (executor thread): publish the worker's latest result."""
@@ -356,22 +407,34 @@ class HRPoseNode(Node):
 
     def _publish_result(self, r: _Result) -> None:
         t2 = time.perf_counter()
-        self._publish(r.detections, r.header, image=r.image, encoding=r.encoding, K=r.K, dist=r.dist)
+        self._publish(r)
         t3 = time.perf_counter()
         stages = dict(r.stages, publish=t3 - t2, total=t3 - r.t_start)
         stages["stamp_to_publish"] = max(0.0, time.time() - r.stamp_ns * 1e-9)
         self._stats.record_frame(stages)
 
-    def _publish(self, detections: list, header: Header, *, image, encoding: str, K, dist) -> None:
-        frames = rm.instance_frames(detections, self._tf_prefix)
-        for det, _ in frames:
-            if det.instance == 0:
-                self._pose_pubs[det.class_name].publish(rm.pose_stamped(det, header))
-        if self._publish_tf and self._tf_send is not None and frames:
+    def _publish(self, r: _Result) -> None:
+        """Everything of one frame: poses (best track, or best detection without tracking), TF,
+        ~/detections, ~/tracked, and the markers and overlay when someone listens."""
+        detections, header = r.detections, r.header
+        tracked = None if r.tracks is None else [trk.as_detection() for trk in r.tracks]
+        best: dict[str, Any] = {}
+        for det in detections if tracked is None else tracked:  # both sorted best first per class
+            best.setdefault(det.class_name, det)
+        for det in best.values():
+            self._pose_pubs[det.class_name].publish(rm.pose_stamped(det, header))
+        frames = rm.instance_frames(
+            tracked if tracked is not None and self._tf_frames == "tracks" else detections, self._tf_prefix
+        )
+        if self._publish_tf and self._tf_send is not None and frames and header.frame_id:
             self._tf_send([rm.transform_stamped(det, header, frame) for det, frame in frames])
         if self._detections_pub is not None:
             self._detections_pub.publish(
                 rm.detection3d_array(detections, header, self._keypoints_3d, self._tf_prefix)
+            )
+        if self._tracked_pub is not None and tracked is not None:
+            self._tracked_pub.publish(
+                rm.detection3d_array(tracked, header, self._keypoints_3d, self._tf_prefix)
             )
         if self._marker_pub.get_subscription_count() > 0:
             self._marker_pub.publish(
@@ -380,8 +443,16 @@ class HRPoseNode(Node):
                 )
             )
         if self._overlay_pub.get_subscription_count() > 0:
+            camera = r.camera
             drawn = rm.overlay_image(
-                image, encoding, detections, self._keypoints_3d, K=K, dist=dist, colors=self._colors()
+                r.image,
+                r.encoding,
+                detections,
+                self._keypoints_3d,
+                K=r.K,
+                dist=camera.dist,
+                distortion_model=camera.distortion_model,
+                colors=self._colors(),
             )
             self._overlay_pub.publish(rm.array_to_image_msg(drawn, "bgr8", header))
 
@@ -403,7 +474,7 @@ class HRPoseNode(Node):
 
     def _report(self) -> None:
         snap = self._stats.snapshot()
-        stages = ("convert", *STAGES[:-1], "publish", "total", "stamp_to_publish")
+        stages = ("convert", *STAGES[:-1], "tracking", "publish", "total", "stamp_to_publish")
         latency = ", ".join(f"{s} {snap[f'{s}_mean_ms']:.1f}" for s in stages if f"{s}_mean_ms" in snap)
         self.get_logger().info(
             f"{snap['fps']:.1f} fps, received {snap['received']}, processed {snap['processed']}, "

@@ -2,7 +2,8 @@
 
 Kept apart from ``node.py`` so that the table can be read (by tests, docs and the
 launch file check) without starting ROS. Decoder thresholds take their defaults from
-``geometry.decode.DecodeParams``, the one source of those defaults.
+``geometry.decode.DecodeParams`` and the ``tracking_*`` parameters from
+``runtime.tracking.TrackerParams``, the one source of those defaults.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from hrpose_ros.geometry.decode import DecodeParams
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS
+from hrpose_ros.runtime.tracking import TrackerParams
 
 __all__ = [
     "BACKENDS",
@@ -22,9 +24,12 @@ __all__ = [
     "NODE_NAME",
     "PARAM_SPECS",
     "QOS_RELIABILITIES",
+    "TF_FRAMES",
+    "TRACKING_PARAM_SPECS",
     "NodeConfigError",
     "ParamSpec",
     "decode_params_from",
+    "tracker_params_from",
     "validate_params",
 ]
 
@@ -34,6 +39,8 @@ NODE_NAME = "hrpose_node"
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 CAMERA_INFO_MODES = ("approximate", "latest")
 QOS_RELIABILITIES = ("best_effort", "reliable")
+TF_FRAMES = ("tracks", "detections")
+TRACKING_PREFIX = "tracking_"
 
 
 class NodeConfigError(ValueError):
@@ -84,19 +91,64 @@ _DECODE_DOCS: dict[str, tuple[str, tuple[float, float] | None]] = {
 """Descriptions and ranges of the decoder fields; defaults come from ``DecodeParams()``."""
 
 
-def _decode_specs() -> tuple[ParamSpec, ...]:
-    defaults = DecodeParams()
+_TRACKING_DOCS: dict[str, tuple[str, tuple[float, float]]] = {
+    "min_hits": (
+        "Consecutive detections before a track is confirmed, gets its id and is published.",
+        (1, 100),
+    ),
+    "max_misses": (
+        "Consecutive frames without a detection after which a confirmed track ends (its id is never "
+        "reused); a shorter occlusion keeps the id.",
+        (1, 1000),
+    ),
+    "max_distance": (
+        "Largest distance in metres between a track's predicted position and a detection it may take.",
+        (0.001, 10.0),
+    ),
+    "rotation_weight": (
+        "Association cost in metres per radian of rotation difference (0 = by position only).",
+        (0.0, 1.0),
+    ),
+    "pose_gain": (
+        "Filter gain: the share of the gap between prediction and detection a frame closes, for "
+        "position and rotation (1 = no smoothing).",
+        (0.01, 1.0),
+    ),
+    "velocity_gain": (
+        "Filter gain of the linear and angular velocities (0 = no motion model: smoothing lags).",
+        (0.0, 1.0),
+    ),
+    "jump_distance": (
+        "A detection farther than this (metres) from the track's prediction is held back one frame, "
+        "and accepted if the next detection confirms it.",
+        (0.001, 10.0),
+    ),
+    "jump_angle_deg": ("The same gate for the rotation, in degrees.", (1.0, 180.0)),
+}
+"""Descriptions and ranges of the tracker fields; defaults come from ``TrackerParams()``."""
+
+
+def _dataclass_specs(
+    cls: type, docs: Mapping[str, tuple[str, Any]], prefix: str = ""
+) -> tuple[ParamSpec, ...]:
+    """One live parameter per field of the dataclass ``cls``, with the field's default."""
+    defaults = cls()
     specs = []
-    for f in dataclasses.fields(DecodeParams):
-        description, value_range = _DECODE_DOCS.get(
-            f.name, (f"Decoder parameter '{f.name}' (see hrpose_ros.geometry.decode.DecodeParams).", None)
+    for f in dataclasses.fields(cls):
+        description, value_range = docs.get(
+            f.name, (f"Parameter '{f.name}' (see {cls.__module__}.{cls.__name__}).", None)
         )
-        specs.append(ParamSpec(f.name, getattr(defaults, f.name), description, value_range=value_range))
+        specs.append(
+            ParamSpec(prefix + f.name, getattr(defaults, f.name), description, value_range=value_range)
+        )
     return tuple(specs)
 
 
-DECODE_PARAM_SPECS: tuple[ParamSpec, ...] = _decode_specs()
+DECODE_PARAM_SPECS: tuple[ParamSpec, ...] = _dataclass_specs(DecodeParams, _DECODE_DOCS)
 """One parameter per ``DecodeParams`` field, changeable at run time."""
+
+TRACKING_PARAM_SPECS: tuple[ParamSpec, ...] = _dataclass_specs(TrackerParams, _TRACKING_DOCS, TRACKING_PREFIX)
+"""``tracking_<field>`` per ``TrackerParams`` field, changeable at run time."""
 
 PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
@@ -136,8 +188,29 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
         "min_score", 0.0, "Minimum confidence (0..1) of a published detection.", value_range=(0.0, 1.0)
     ),
     ParamSpec("classes", ["*"], "Class names to publish; ['*'] publishes every class of the model."),
-    ParamSpec("publish_tf", True, "Broadcast a TF frame per detected instance."),
-    ParamSpec("tf_prefix", "hrpose/", "Prefix of the TF child frames '<prefix><class>_<i>'."),
+    ParamSpec("publish_tf", True, "Broadcast a TF frame per tracked (or detected) object."),
+    ParamSpec("tf_prefix", "hrpose/", "Prefix of the TF child frames '<prefix><class>_<id>'."),
+    ParamSpec(
+        "tf_frames",
+        "tracks",
+        "TF child frames: 'tracks' = one per confirmed track, '<prefix><class>_<track id>' with the "
+        "filtered pose (needs tracking); 'detections' = one per detection of the frame, "
+        "'<prefix><class>_<i>' numbered by confidence (the names can swap between frames).",
+        choices=TF_FRAMES,
+    ),
+    ParamSpec(
+        "tracking",
+        True,
+        "Track objects across frames: stable ids and filtered poses on ~/tracked, ~/poses/<class> "
+        "(the best track) and TF. False: per-frame output only (~/poses/<class> = the best detection).",
+    ),
+    *TRACKING_PARAM_SPECS,
+    ParamSpec(
+        "fallback_frame_id",
+        "",
+        "Frame id given to the outputs of an image whose header.frame_id is empty; '' = publish them "
+        "with the empty frame id and broadcast no TF for them (tf2 refuses an empty parent frame).",
+    ),
     ParamSpec(
         "image_is_rectified",
         False,
@@ -191,15 +264,25 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
 """Every parameter of the node, in declaration order."""
 
 
+def _dataclass_from(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """An instance of the dataclass ``cls`` from parameter values (missing fields keep their defaults)."""
+    defaults = cls()
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if prefix + f.name in values:
+            value, default = values[prefix + f.name], getattr(defaults, f.name)
+            kwargs[f.name] = type(default)(value) if isinstance(default, (int, float)) else value
+    return dataclasses.replace(defaults, **kwargs)
+
+
 def decode_params_from(values: Mapping[str, Any]) -> DecodeParams:
     """``DecodeParams`` from parameter values (missing fields keep their defaults)."""
-    fields = {f.name: f for f in dataclasses.fields(DecodeParams)}
-    kwargs = {}
-    for name, value in values.items():
-        if name in fields:
-            default = getattr(DecodeParams(), name)
-            kwargs[name] = type(default)(value) if isinstance(default, (int, float)) else value
-    return dataclasses.replace(DecodeParams(), **kwargs)
+    return _dataclass_from(DecodeParams, values)
+
+
+def tracker_params_from(values: Mapping[str, Any]) -> TrackerParams:
+    """``TrackerParams`` from the ``tracking_*`` parameter values (missing ones keep their defaults)."""
+    return _dataclass_from(TrackerParams, values, TRACKING_PREFIX)
 
 
 def validate_params(values: Mapping[str, Any]) -> None:
@@ -224,5 +307,8 @@ def validate_params(values: Mapping[str, Any]) -> None:
         classes = list(values["classes"])
         if not classes or any(not str(c).strip() for c in classes):
             raise NodeConfigError(f"parameter 'classes' must list class names or be ['*'], got {classes}")
-    if str(values.get("tf_prefix", "")).startswith("/"):
-        raise NodeConfigError(f"parameter 'tf_prefix' must not start with '/', got {values['tf_prefix']!r}")
+    for name in ("tf_prefix", "fallback_frame_id"):
+        if str(values.get(name, "")).startswith("/"):
+            raise NodeConfigError(
+                f"parameter '{name}' must not start with '/' (tf2 frame ids), got {values[name]!r}"
+            )

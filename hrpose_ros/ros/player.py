@@ -29,43 +29,30 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from hrpose_ros.data.bop import BopError, BopImage, read_dataset
-from hrpose_ros.ros.ros_messages import SUPPORTED_ENCODINGS, array_to_image_msg, camera_info_msg
+from hrpose_ros.ros.ros_messages import SUPPORTED_ENCODINGS, camera_info_msg
+from hrpose_ros.runtime.encodings import encode_image, pixel_format
 
-__all__ = ["BopPlayer", "convert_encoding", "frame_messages", "main"]
+__all__ = ["BopPlayer", "frame_messages", "main"]
 
 _LOG = logging.getLogger(__name__)
 
 
-def convert_encoding(bgr: np.ndarray, encoding: str) -> np.ndarray:
-    """(H, W, 3) uint8 BGR -> the pixel layout of ``encoding`` (one of ``SUPPORTED_ENCODINGS``)."""
-    codes = {
-        "bgr8": None,
-        "rgb8": cv2.COLOR_BGR2RGB,
-        "bgra8": cv2.COLOR_BGR2BGRA,
-        "rgba8": cv2.COLOR_BGR2RGBA,
-        "mono8": cv2.COLOR_BGR2GRAY,
-    }
-    if encoding not in codes:
-        raise ValueError(f"encoding must be one of {list(SUPPORTED_ENCODINGS)}, got {encoding!r}")
-    return bgr.copy() if codes[encoding] is None else cv2.cvtColor(bgr, codes[encoding])
-
-
 def frame_messages(
-    bgr: np.ndarray, K: np.ndarray, header: Header, encoding: str = "bgr8"
+    bgr: np.ndarray, K: np.ndarray, header: Header, encoding: str = "bgr8", big_endian: bool = False
 ) -> tuple[Image, CameraInfo]:
     """The Image and CameraInfo of one frame, sharing ``header``.
 
     Args:
         bgr: (H, W, 3) uint8 BGR image; K: (3, 3) intrinsics, pixels.
+        encoding: any of ``SUPPORTED_ENCODINGS``: the pixels a camera of that format
+            would send (``runtime.encodings.encode_image``).
+        big_endian: byte order of 16-bit encodings (``Image.is_bigendian``).
     """
-    pixels = convert_encoding(bgr, encoding)
-    if encoding in ("rgb8", "bgr8"):
-        image = array_to_image_msg(pixels, encoding, header)
-    else:
-        channels = SUPPORTED_ENCODINGS[encoding]
-        image = Image(header=header, height=pixels.shape[0], width=pixels.shape[1], encoding=encoding)
-        image.step = pixels.shape[1] * channels
-        image.data = np.ascontiguousarray(pixels).tobytes()
+    rows = encode_image(bgr, encoding, big_endian)
+    image = Image(header=header, height=rows.shape[0], width=bgr.shape[1], encoding=encoding)
+    image.is_bigendian = int(big_endian)
+    image.step = rows.shape[1]
+    image.data = rows.tobytes()
     info = camera_info_msg(K, bgr.shape[1], bgr.shape[0], header)
     return image, info
 
@@ -103,7 +90,7 @@ class BopPlayer(Node):
             raise ValueError("no frames to play")
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
-        convert_encoding(np.zeros((1, 1, 3), np.uint8), encoding)
+        pixel_format(encoding)  # refuses an unknown encoding now, not at the first frame
         self.frames = frames
         self.loop = loop
         self.frame_id = frame_id

@@ -8,8 +8,8 @@ overlay Image and DiagnosticArray built from ``runtime.estimator.Detection`` obj
 
 The PyPI ``cv_bridge`` port is not used: its encoding table is wrong for 8-bit colour
 (``rgb8`` maps to 9 channels) and ``cv2_to_imgmsg`` calls ``ndarray.tostring`` which
-numpy 2 removed, so the five supported encodings are converted here with numpy and
-the row ``step`` (padding) is honoured.
+numpy 2 removed. Here the row ``step`` (padding) and the data length are checked, and
+``runtime.encodings`` converts the pixels with cv_bridge's OpenCV conversions.
 """
 
 from __future__ import annotations
@@ -22,15 +22,23 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped
+from geometry_msgs.msg import Point, Pose, PoseStamped, TransformStamped
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from hrpose_ros.geometry.camera import project_points, scale_intrinsics
+from hrpose_ros.geometry.camera import (
+    DISTORTION_MODELS,
+    CameraError,
+    binned_roi_intrinsics,
+    check_distortion,
+    project_points,
+    scale_intrinsics,
+)
 from hrpose_ros.geometry.draw import draw_axes, draw_cuboid
 from hrpose_ros.geometry.keypoints import CUBOID_EDGES, NUM_CORNERS, Keypoint
+from hrpose_ros.runtime.encodings import PIXEL_FORMATS, EncodingError, decode_image, pixel_format
 
 if TYPE_CHECKING:
     from hrpose_ros.runtime.estimator import Detection
@@ -57,11 +65,8 @@ __all__ = [
     "transform_stamped",
 ]
 
-SUPPORTED_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-"""Image encodings the node accepts, with their channel counts (all 8 bits per channel)."""
-
-_DISTORTION_MODELS = ("", "plumb_bob", "rational_polynomial")
-"""Models whose D coefficients OpenCV's pinhole functions take as they are."""
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(PIXEL_FORMATS)
+"""Image encodings the node accepts (``runtime.encodings.PIXEL_FORMATS``)."""
 
 
 class BadInputError(ValueError):
@@ -82,29 +87,31 @@ class BadInputError(ValueError):
 def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
     """Convert an Image message to an (H, W, 3) uint8 array the estimator takes.
 
+    Every encoding of ``runtime.encodings.PIXEL_FORMATS`` is accepted (8-bit colour and
+    mono, YUV 4:2:2, Bayer, 16-bit with ``is_bigendian`` honoured).
+
     Returns:
-        (image, encoding): ``encoding`` is ``'rgb8'`` or ``'bgr8'`` (alpha dropped,
-        mono8 expanded to bgr8). rgb8/bgr8 come back as a read-only view of
-        ``msg.data`` (no per-frame copy in the node's hot path; the view keeps the
-        buffer alive); the other encodings are converted into a new array.
+        (image, encoding): ``encoding`` is ``'rgb8'`` or ``'bgr8'``. rgb8/bgr8 come back
+        as a read-only view of ``msg.data`` (no per-frame copy in the node's hot path;
+        the view keeps the buffer alive); the other encodings are converted into a new array.
 
     Raises:
         BadInputError: unsupported encoding, zero size, ``step`` shorter than a row,
-            or ``data`` shorter than ``height * step``.
+            ``data`` shorter than ``height * step``, or a size the format cannot have.
     """
     encoding = str(msg.encoding)
-    channels = SUPPORTED_ENCODINGS.get(encoding)
-    if channels is None:
-        raise BadInputError(
-            "encoding",
-            f"unsupported image encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})",
-        )
+    try:
+        fmt = pixel_format(encoding)
+    except EncodingError as exc:
+        raise BadInputError("encoding", str(exc)) from exc
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
         raise BadInputError("empty", f"zero-size image ({width}x{height})")
-    if step < width * channels:
+    row_bytes = fmt.row_bytes(width)
+    if step < row_bytes:
         raise BadInputError(
-            "step", f"image step {step} is shorter than width*channels = {width}*{channels} for {encoding}"
+            "step",
+            f"image step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} bytes)",
         )
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size < height * step:
@@ -112,14 +119,14 @@ def image_to_array(msg: Image) -> tuple[np.ndarray, str]:
             "data_length",
             f"image data has {data.size} bytes, fewer than height*step = {height}*{step} = {height * step}",
         )
-    rows = data[: height * step].reshape(height, step)[:, : width * channels]
-    pixels = rows.reshape(height, width, channels)
-    if encoding == "mono8":
-        return cv2.cvtColor(pixels[:, :, 0], cv2.COLOR_GRAY2BGR), "bgr8"
-    if channels == 4:
-        return np.ascontiguousarray(pixels[:, :, :3]), encoding[:3] + "8"
-    pixels.flags.writeable = False
-    return pixels, encoding
+    rows = data[: height * step].reshape(height, step)[:, :row_bytes]
+    try:
+        image, layout = decode_image(rows, width, encoding, bool(msg.is_bigendian))
+    except EncodingError as exc:
+        raise BadInputError("encoding", str(exc)) from exc
+    if image.flags.writeable and np.may_share_memory(image, data):
+        image.flags.writeable = False
+    return image, layout
 
 
 def downscale_to_fit(
@@ -151,61 +158,98 @@ def downscale_to_fit(
 class CameraModel:
     """Intrinsics the estimator needs, taken from one CameraInfo.
 
-    ``K`` (3, 3) float64 pixels; ``dist`` (N,) float64 OpenCV coefficients or None;
-    ``width``/``height`` the calibrated resolution (0 = not given by the driver).
+    ``K`` (3, 3) float64 pixels of the published image (binning and ROI applied);
+    ``dist`` (N,) float64 coefficients of ``distortion_model`` or None; ``width`` /
+    ``height`` the image size the CameraInfo describes (0 = not given by the driver);
+    ``readout`` that size in words, for messages.
     """
 
     K: np.ndarray
     dist: np.ndarray | None
     width: int
     height: int
+    distortion_model: str = "plumb_bob"
+    readout: str = ""
+
+
+def _readout(msg: CameraInfo) -> tuple[int, int, int, int, int, int]:
+    """(x_offset, y_offset, width, height, binning_x, binning_y) of the image on the sensor.
+
+    REP 104: binning 0 is 1, an all-zero ROI is the full sensor; the ROI is given in
+    full-resolution (unbinned) pixels.
+    """
+    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    roi = msg.roi
+    x, y, w, h = (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
+    full_w, full_h = int(msg.width), int(msg.height)
+    if (x, y, w, h) == (0, 0, 0, 0):
+        return 0, 0, full_w, full_h, bx, by
+    if w == 0 or h == 0:
+        raise BadInputError("camera_info", f"CameraInfo roi {w}x{h}+{x}+{y} has an offset but no size")
+    if full_w and full_h and (x + w > full_w or y + h > full_h):
+        raise BadInputError(
+            "camera_info", f"CameraInfo roi {w}x{h}+{x}+{y} does not fit the {full_w}x{full_h} sensor"
+        )
+    return x, y, w, h, bx, by
 
 
 def camera_from_info(msg: CameraInfo, image_is_rectified: bool = False) -> CameraModel:
-    """Intrinsics for images described by ``msg``.
+    """Intrinsics for images described by ``msg`` (REP 104).
+
+    K (or P) is given for the full-resolution sensor: the ROI and the binning are
+    applied to it (``geometry.camera.binned_roi_intrinsics``); D is unchanged.
 
     Args:
         msg: the CameraInfo.
         image_is_rectified: True when the subscribed image is ``image_rect`` (already
             undistorted and rectified): then the projection matrix ``P`` applies and
             there is no distortion. False for ``image_raw``: ``K`` with the ``D``
-            coefficients (plumb_bob or rational_polynomial).
+            coefficients of ``plumb_bob``, ``rational_polynomial`` or ``equidistant``.
 
     Raises:
-        BadInputError (reason ``camera_info``): K or P zero, not finite, or an unknown
-            distortion model with non-zero coefficients.
+        BadInputError (reason ``camera_info``): K or P zero or not finite, an unknown
+            distortion model (or a coefficient count it does not have) with non-zero
+            coefficients, or an ROI outside the sensor.
     """
     if image_is_rectified:
         P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4) if len(msg.p) == 12 else np.zeros((3, 4))
         K = P[:, :3].copy()
-        dist = None
-        source = "P"
+        dist, source = None, "P"
     else:
         K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3) if len(msg.k) == 9 else np.zeros((3, 3))
-        dist = np.asarray(msg.d, dtype=np.float64).reshape(-1)
-        source = "K"
+        dist, source = np.asarray(msg.d, dtype=np.float64).reshape(-1), "K"
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] == 0:
         raise BadInputError(
             "camera_info",
             f"CameraInfo {source} is invalid (zero or negative focal length, or not finite): "
             f"{K.ravel().tolist()}",
         )
+    model = str(msg.distortion_model) or "plumb_bob"
     if dist is not None:
         if not np.all(np.isfinite(dist)):
             raise BadInputError("camera_info", f"CameraInfo D is not finite: {dist.tolist()}")
         if not np.any(dist):
             dist = None
-        elif msg.distortion_model not in _DISTORTION_MODELS:
+        elif model not in DISTORTION_MODELS:
             raise BadInputError(
                 "camera_info",
-                f"CameraInfo distortion_model '{msg.distortion_model}' is not supported "
-                f"(use {', '.join(m for m in _DISTORTION_MODELS if m)} or a rectified image)",
+                f"CameraInfo distortion_model '{model}' is not supported "
+                f"(use {', '.join(DISTORTION_MODELS)} or a rectified image)",
             )
-    return CameraModel(K=K / K[2, 2], dist=dist, width=int(msg.width), height=int(msg.height))
+    x, y, w, h, bx, by = _readout(msg)
+    try:
+        dist = check_distortion(dist, model) if dist is not None else None
+        K = binned_roi_intrinsics(K / K[2, 2], x, y, bx, by)
+    except CameraError as exc:
+        raise BadInputError("camera_info", f"CameraInfo is unusable: {exc}") from exc
+    size = f"{int(msg.width)}x{int(msg.height)}"
+    if (x, y, bx, by) != (0, 0, 1, 1) or (w, h) != (int(msg.width), int(msg.height)):
+        size += f" with ROI {w}x{h}+{x}+{y} and binning {bx}x{by}, i.e. {w // bx}x{h // by}"
+    return CameraModel(K, dist, w // bx, h // by, model if dist is not None else "plumb_bob", size)
 
 
 def check_resolution(camera: CameraModel, width: int, height: int) -> None:
-    """Refuse an image whose size differs from the CameraInfo's calibrated size.
+    """Refuse an image whose size differs from the size its CameraInfo describes.
 
     Raises:
         BadInputError (reason ``resolution``). A CameraInfo with width = height = 0
@@ -214,10 +258,8 @@ def check_resolution(camera: CameraModel, width: int, height: int) -> None:
     if camera.width == 0 and camera.height == 0:
         return
     if (camera.width, camera.height) != (int(width), int(height)):
-        raise BadInputError(
-            "resolution",
-            f"image is {width}x{height} but its CameraInfo is {camera.width}x{camera.height}",
-        )
+        described = camera.readout or f"{camera.width}x{camera.height}"
+        raise BadInputError("resolution", f"image is {width}x{height} but its CameraInfo is {described}")
 
 
 # ---------------------------------------------------------------------------- poses out
@@ -231,11 +273,16 @@ def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
 
 def pose_msg(R: np.ndarray, t: np.ndarray) -> Pose:
     """Pose of an object: ``x_cam = R @ x_obj + t`` (t metres, camera optical frame)."""
-    x, y, z, w = rotation_to_quaternion(R)
+    return _fill_pose(Pose(), rotation_to_quaternion(R), t)
+
+
+def _fill_pose(pose: Pose, q: Sequence[float], t: np.ndarray) -> Pose:
+    """Write an (x, y, z, w) quaternion and a translation into ``pose`` (in place: message
+    construction is most of the cost of a Detection3DArray)."""
     tt = np.asarray(t, dtype=np.float64).reshape(3)
-    pose = Pose()
-    pose.position.x, pose.position.y, pose.position.z = float(tt[0]), float(tt[1]), float(tt[2])
-    pose.orientation = Quaternion(x=x, y=y, z=z, w=w)
+    p, o = pose.position, pose.orientation
+    p.x, p.y, p.z = float(tt[0]), float(tt[1]), float(tt[2])
+    o.x, o.y, o.z, o.w = float(q[0]), float(q[1]), float(q[2]), float(q[3])
     return pose
 
 
@@ -296,15 +343,18 @@ def detection3d_array(
     )
 
     array = Detection3DArray(header=header)
-    for det, frame in instance_frames(detections, frame_prefix):
+    if not detections:
+        return array
+    quaternions = Rotation.from_matrix(np.array([d.R for d in detections], dtype=np.float64)).as_quat()
+    for (det, frame), q in zip(instance_frames(detections, frame_prefix), quaternions, strict=True):
         centre, size = cuboid_box(keypoints_3d[det.class_name])
         item = Detection3D(header=header)
         hyp = ObjectHypothesisWithPose()
         hyp.hypothesis.class_id = str(det.class_name)
         hyp.hypothesis.score = float(det.confidence)
-        hyp.pose.pose = pose_msg(det.R, det.t)
+        _fill_pose(hyp.pose.pose, q, det.t)
         item.results.append(hyp)
-        item.bbox.center = pose_msg(det.R, det.R @ centre + np.asarray(det.t, dtype=np.float64).reshape(3))
+        _fill_pose(item.bbox.center, q, det.R @ centre + np.asarray(det.t, dtype=np.float64).reshape(3))
         item.bbox.size.x, item.bbox.size.y, item.bbox.size.z = (float(v) for v in size)
         item.id = frame
         array.detections.append(item)
@@ -367,6 +417,7 @@ def overlay_image(
     *,
     K: np.ndarray,
     dist: np.ndarray | None = None,
+    distortion_model: str = "plumb_bob",
     colors: Mapping[str, Sequence[float]] | None = None,
 ) -> np.ndarray:
     """A BGR copy of ``image`` with each detection's cuboid projected from its pose, plus axes.
@@ -376,7 +427,7 @@ def overlay_image(
 
     Args:
         image: (H, W, 3) uint8 in ``encoding`` (rgb8 or bgr8); not modified.
-        keypoints_3d: class name -> (9, 3) metres; K (3, 3) and dist of ``image``.
+        keypoints_3d: class name -> (9, 3) metres; K (3, 3), dist and distortion_model of ``image``.
         colors: class name -> (r, g, b) in 0..1 (default green).
 
     Returns:
@@ -386,7 +437,7 @@ def overlay_image(
     colors = colors or {}
     for det in detections:
         pts = np.asarray(keypoints_3d[det.class_name], dtype=np.float64)
-        uv = project_points(pts, det.R, det.t, K, dist)
+        uv = project_points(pts, det.R, det.t, K, dist, model=distortion_model)
         r, g, b = (float(v) for v in colors.get(det.class_name, (0.0, 1.0, 0.0)))
         draw_cuboid(canvas, uv, (int(255 * b), int(255 * g), int(255 * r)), thickness=2)
         _, size = cuboid_box(pts)

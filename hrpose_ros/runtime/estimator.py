@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hrpose_ros.geometry.camera import check_intrinsics
+from hrpose_ros.geometry.camera import DISTORTION_MODELS, check_intrinsics
 from hrpose_ros.geometry.decode import DecodeParams, Instance, decode
 from hrpose_ros.geometry.pnp import solve_instance_pose
 from hrpose_ros.runtime.backends.base import Backend
@@ -107,6 +107,8 @@ class Estimator:
         K: np.ndarray,
         dist: np.ndarray | None = None,
         encoding: str = "bgr8",
+        *,
+        distortion_model: str = "plumb_bob",
     ) -> list[Detection]:
         """Estimate the poses of all instances in one image.
 
@@ -116,11 +118,15 @@ class Estimator:
             dist: distortion coefficients of ``image`` (OpenCV order, CameraInfo ``d``)
                 or None; the image is not undistorted, PnP models the distortion.
             encoding: ``bgr8``, ``rgb8``, ``bgra8``, ``rgba8`` or ``mono8``.
+            distortion_model: ``plumb_bob``, ``rational_polynomial`` or ``equidistant``
+                (fisheye: the keypoints are undistorted before PnP).
 
         Returns:
             Detections sorted by class index, then confidence (highest first).
         """
         K = check_intrinsics(K)
+        if distortion_model not in DISTORTION_MODELS:
+            raise ValueError(f"distortion_model must be one of {DISTORTION_MODELS}, got {distortion_model!r}")
         dist_arr = None if dist is None else np.asarray(dist, dtype=np.float64).reshape(-1)
         if dist_arr is not None and not np.any(dist_arr):
             dist_arr = None
@@ -136,7 +142,7 @@ class Estimator:
         ]
         self.last_instances = instances
         t3 = time.perf_counter()
-        detections = self._solve(instances, K, dist_arr)
+        detections = self._solve(instances, K, dist_arr, distortion_model)
         t4 = time.perf_counter()
         self.last_timings = {
             "preprocess": t1 - t0,
@@ -147,14 +153,23 @@ class Estimator:
         }
         return detections
 
-    def _solve(self, instances: list[Instance], K: np.ndarray, dist: np.ndarray | None) -> list[Detection]:
+    def _solve(
+        self, instances: list[Instance], K: np.ndarray, dist: np.ndarray | None, distortion_model: str
+    ) -> list[Detection]:
         """PnP per instance in original-image pixels; numbering per class by confidence."""
         ordered = sorted(instances, key=lambda i: (i.class_index, -i.confidence))
         counts: dict[int, int] = {}
         detections = []
         for inst in ordered:
             c = inst.class_index
-            pose = solve_instance_pose(inst, self.bundle.keypoints_3d[c], K, dist, use_ransac=self.use_ransac)
+            pose = solve_instance_pose(
+                inst,
+                self.bundle.keypoints_3d[c],
+                K,
+                dist,
+                use_ransac=self.use_ransac,
+                distortion_model=distortion_model,
+            )
             if pose is None:
                 continue
             limit = self.max_reprojection_error_px
