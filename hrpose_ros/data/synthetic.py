@@ -12,16 +12,21 @@ Two image kinds, as in the paper:
   object's pixels stay where its pose projects them, so the annotation is exact.
 
 Each image is drawn from ``numpy.random.default_rng([seed, index])``, so the output is
-the same for any number of worker processes. CLI: ``hrpose-synth``.
+the same for any number of worker processes, and for any number of machines: with
+``--shard I/N`` a machine renders its block of whole scenes, and ``--merge`` joins the
+shard folders into the dataset one machine would have written (``data.shards``).
+CLI: ``hrpose-synth``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hrpose_ros.data import bop
+from hrpose_ros.data import bop, shards
 from hrpose_ros.data.augment import add_noise, color_jitter, gaussian_blur
 from hrpose_ros.data.backgrounds import BackgroundSource, list_images
 from hrpose_ros.geometry.camera import check_intrinsics, intrinsics_matrix, scale_intrinsics
@@ -461,16 +466,22 @@ def generate_dataset(
     targets: Sequence[str] | None = None,
     split: str = "train_synt",
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> Path:
     """Generate ``num_images`` images into ``out_dir/<split>/<scene>/`` (BOP layout) and
     ``out_dir/models/models_info.json``; returns the split folder.
 
     Image ``i`` depends only on (seed, i), so any ``workers`` count gives the same files.
+    ``shard=(I, N)`` with N > 1 writes only the whole scenes of shard I of N, and the
+    manifest ``shards.merge_shards`` checks (see ``data.shards``).
     """
     from tqdm import tqdm  # noqa: PLC0415
 
     if num_images < 1 or workers < 1:
         raise SynthError(f"num_images and workers must be >= 1, got {num_images}, {workers}")
+    index, count = shard
+    scenes = shards.shard_scenes(num_images, config.images_per_scene, index, count)
+    indices = shards.shard_images(num_images, config.images_per_scene, index, count)
     out_dir = Path(out_dir)
     out_split = out_dir / split
     chosen = catalogue.select(targets) if targets else catalogue
@@ -490,14 +501,14 @@ def generate_dataset(
         "seed": seed,
         "single_thread_gl": workers > 1,
     }
-    bar = tqdm(total=num_images, desc="hrpose-synth", unit="img", disable=not progress)
+    bar = tqdm(total=len(indices), desc="hrpose-synth", unit="img", disable=not progress)
     if workers == 1:
         _init_worker(state)
-        results = map(_make_image, range(num_images))
+        results = map(_make_image, indices)
         pool = None
     else:
         pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(state,))
-        results = pool.imap_unordered(_make_image, range(num_images), chunksize=4)
+        results = pool.imap_unordered(_make_image, indices, chunksize=4)
     try:
         for scene_id, im_id, cam, gts, infos in results:
             camera.setdefault(scene_id, {})[im_id] = cam
@@ -512,6 +523,14 @@ def generate_dataset(
         _WORKER.clear()
     for scene_id in sorted(camera):
         bop.write_scene_json(out_split / f"{scene_id:06d}", camera[scene_id], gt[scene_id], gt_info[scene_id])
+    if count > 1:  # last: a shard folder without its manifest is unfinished
+        dataset = {
+            "num_images": num_images,
+            "seed": seed,
+            "targets": list(targets) if targets else None,
+            "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        }
+        shards.write_manifest(out_dir, dataset, split, shard, scenes)
     return out_split
 
 
@@ -567,13 +586,46 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", action="store_true", help="also write depth/ images")
     p.add_argument("--split", default="train_synt", help="split folder name (default train_synt)")
     p.add_argument("--images-per-scene", type=int, default=d.images_per_scene)
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="render only shard I of N (0-based): a block of whole scenes; join them with --merge",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="SHARD_DIR",
+        help="copy the scenes of these shard folders (all N shards of one dataset) into --out",
+    )
     return p
+
+
+def _merge(out: str, shard_dirs: list[str]) -> int:
+    start = time.perf_counter()
+    split = shards.merge_shards(out, shard_dirs)
+    images = len(bop.read_dataset(split))
+    print(
+        f"shards      {len(shard_dirs)}\nimages      {images}\nseconds     "
+        f"{time.perf_counter() - start:.1f}\noutput      {split}"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hrpose-synth``."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _merge(args.out, args.merge) if args.merge else _generate(args)
+    except shards.ShardError as exc:
+        print(f"hrpose-synth: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _generate(args: argparse.Namespace) -> int:
+    shard = shards.parse_shard(args.shard) if args.shard else (0, 1)
     config = SynthConfig(
         mode=args.mode,
         distance_m=tuple(args.distance),
@@ -607,11 +659,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         targets=args.classes,
         split=args.split,
+        shard=shard,
     )
     elapsed = time.perf_counter() - start
+    made = len(shards.shard_images(args.num_images, config.images_per_scene, *shard))
     print(
-        f"images      {args.num_images}\nworkers     {args.workers}\nseconds     {elapsed:.1f}\n"
-        f"images/s    {args.num_images / elapsed:.1f}\noutput      {split}"
+        f"images      {made}{f' (shard {shard[0]}/{shard[1]} of {args.num_images})' if args.shard else ''}\n"
+        f"workers     {args.workers}\nseconds     {elapsed:.1f}\n"
+        f"images/s    {made / elapsed:.1f}\noutput      {split}"
     )
     return 0
 
