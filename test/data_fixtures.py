@@ -16,7 +16,7 @@ from hrpose_ros.data import synthetic
 from hrpose_ros.data.synthetic import SynthConfig
 from hrpose_ros.geometry.camera import scale_intrinsics
 from hrpose_ros.geometry.keypoints import cuboid_keypoints
-from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
+from hrpose_ros.geometry.objects import Catalogue, ObjectSpec, load_catalogue
 
 REPO = Path(__file__).resolve().parents[1]
 LMO_DIR = REPO.parent / "shared" / "data" / "lmo_models"
@@ -141,3 +141,24 @@ def render_config(width: int, height: int, **overrides) -> SynthConfig:
         other_objects_as_distractors=False,
     )
     return replace(base, **overrides)
+
+
+def render_box_scene(
+    root: Path, num_images: int = 8, width: int = 128, height: int = 96
+) -> tuple[Path, Path]:
+    """(catalogue YAML, BOP split folder) of ``num_images`` rendered images of one 10x7x5 cm
+    box (``BOX_ENTRY``), near the camera, without blur, noise or jitter: training-test data."""
+    objects = write_objects_yaml(root / "objects.yaml", [BOX_ENTRY])
+    cfg = render_config(
+        width,
+        height,
+        objects_per_image=(1, 1),
+        distance_m=(0.22, 0.26),
+        margin_fraction=0.3,
+        blur_prob=0.0,
+        noise_prob=0.0,
+        jitter=0.0,
+    )
+    catalogue = load_catalogue(objects)
+    split = synthetic.generate_dataset(root / "data", catalogue, cfg, num_images, seed=3, progress=False)
+    return objects, split

@@ -123,6 +123,29 @@ def test_frozen_stem_keeps_its_weights_and_batchnorm_statistics() -> None:
     assert not model.backbone.bn1.training and model.backbone.blocks[2][0].bn1.training
 
 
+def test_frozen_norm_statistics_make_an_images_output_independent_of_its_batch() -> None:
+    """Every BatchNorm stays in eval mode through ``train()`` (running statistics unchanged),
+    its scale and shift still train, and an image's output no longer depends on the batch;
+    combined with a frozen stem, both sets stay frozen."""
+    torch.manual_seed(0)
+    model = create_model("hrpose_tiny", 1)
+    assert model.freeze_norm_statistics() > 10
+    model.freeze_backbone_before("layer1")
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert not any(m.training for m in norms)
+    images = torch.randn(2, 3, 64, 64)
+    statistics = [m.running_mean.clone() for m in norms]
+    alone = model(images[:1])["belief"]
+    together = model(images)["belief"][:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(statistics, norms, strict=True))
+    assert model.head[0][1].weight.requires_grad
+    model.train(False)
+    model.train()
+    assert not any(m.training for m in norms)
+
+
 def test_freezing_an_unknown_module_is_refused() -> None:
     with pytest.raises(ModelError, match="no module"):
         create_model("hrpose_tiny", 1).freeze_backbone_before("blocks.99")

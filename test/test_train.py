@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import BOX_ENTRY, render_config, write_objects_yaml
+from data_fixtures import render_box_scene
 
 from hrpose_ros.data.bop import read_dataset
-from hrpose_ros.data.synthetic import generate_dataset
 from hrpose_ros.evaluation.runner import evaluate
 from hrpose_ros.geometry.objects import load_catalogue
 from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
@@ -41,20 +40,7 @@ WIDTH, HEIGHT = 128, 96
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(catalogue YAML, BOP split folder) of 8 rendered images of one 10x7x5 cm box."""
-    root = tmp_path_factory.mktemp("scene")
-    objects = write_objects_yaml(root / "objects.yaml", [BOX_ENTRY])
-    cfg = render_config(
-        WIDTH,
-        HEIGHT,
-        objects_per_image=(1, 1),
-        distance_m=(0.22, 0.26),
-        margin_fraction=0.3,
-        blur_prob=0.0,
-        noise_prob=0.0,
-        jitter=0.0,
-    )
-    split = generate_dataset(root / "data", load_catalogue(objects), cfg, 8, seed=3, progress=False)
-    return objects, split
+    return render_box_scene(tmp_path_factory.mktemp("scene"), 8, WIDTH, HEIGHT)
 
 
 def _config(scene: tuple[Path, Path], out: Path, **overrides) -> TrainConfig:

@@ -8,10 +8,12 @@ A checkpoint is a dict saved with ``torch.save`` (by ``training.checkpoint.save_
   ``classes`` (catalogue names, channel order), ``input_size`` [W, H], ``mean``, ``std``;
 - ``optimizer``, ``scheduler``, ``scaler``: their state dicts;
 - ``epoch`` (epoch in progress, 0-based), ``batches_done`` (batches of that epoch already
-  trained), ``global_step``;
+  trained), ``global_step``; ``world_size`` and ``global_batch`` (``batch_size`` x world
+  size) of the run that wrote it (absent before torchrun support: 1 and ``batch_size``);
 - ``rng``: python / numpy / torch / CUDA / DataLoader-generator states captured at the
   START of epoch ``epoch``, so a resume replays that epoch's shuffling and augmentation
-  exactly and skips its first ``batches_done`` batches;
+  exactly and skips its first ``batches_done`` batches; under torchrun ``rng_ranks`` holds
+  every rank's (``rng`` is rank 0's);
 - ``config``: the TrainConfig as a dict; ``metrics``: free-form results.
 
 The reading side lives here, beside the network definition, because the runtime's torch

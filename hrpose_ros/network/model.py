@@ -220,14 +220,29 @@ class HRPoseNet(nn.Module):
                 break
             param.requires_grad_(False)
             frozen += 1
-        self._frozen_norms = [
-            m
-            for m in self.backbone.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and all(not p.requires_grad for p in m.parameters())
-        ]
-        self.train(self.training)
+        self._keep_norms_in_eval(
+            m for m in self.backbone.modules() if all(not p.requires_grad for p in m.parameters())
+        )
         return frozen
+
+    def freeze_norm_statistics(self) -> int:
+        """Keep every BatchNorm in eval mode: it normalises with its running statistics, which
+        no longer change, while its scale and shift are still trained. Returns the number of
+        BatchNorms.
+
+        Why: a BatchNorm in training mode normalises each batch by that batch's own
+        statistics, so its output for one image depends on the other images of the batch,
+        and on which rank a batch is split over. Frozen statistics make each image's
+        output its own (small per-GPU batches, exact multi-rank equivalence).
+        """
+        return self._keep_norms_in_eval(self.modules())
+
+    def _keep_norms_in_eval(self, modules: Any) -> int:
+        norms = [m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        kept = getattr(self, "_frozen_norms", [])
+        self._frozen_norms = kept + [m for m in norms if all(m is not k for k in kept)]
+        self.train(self.training)
+        return len(norms)
 
     def train(self, mode: bool = True) -> HRPoseNet:
         """``nn.Module.train``, except that BatchNorms of a frozen stem stay in eval mode."""

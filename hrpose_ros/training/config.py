@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 ROLES = ("teacher", "student")
+BATCH_NORMS = ("batch", "sync", "frozen")
 
 
 class ConfigError(ValueError):
@@ -64,7 +65,7 @@ class DataConfig:
     num_workers: int = 2
 
 
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("step", "cosine")
 
 
@@ -73,7 +74,10 @@ class OptimConfig:
     """Adam with a step schedule (the paper's), or AdamW with warm-up + cosine decay."""
 
     name: str = "adam"
-    """``adam`` (the paper's) or ``adamw`` (decoupled weight decay)."""
+    """``adam`` (the paper's), ``adamw`` (decoupled weight decay) or ``sgd`` (with
+    ``momentum``). Why SGD: its step is linear in the gradient, the setting of the linear
+    learning-rate rule for large global batches (Goyal et al. 2017); Adam's per-element
+    normalisation turns rounding noise in near-zero gradients into whole lr-sized steps."""
     lr: float = 1e-4
     schedule: str = "step"
     """``step``: lr x lr_gamma every lr_step_epochs epochs (the paper's). ``cosine``: linear
@@ -83,6 +87,8 @@ class OptimConfig:
     warmup_steps: int = 0
     min_lr_fraction: float = 0.01
     weight_decay: float = 0.0
+    momentum: float = 0.9
+    """SGD only."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,14 @@ class TrainConfig:
     """Steps between TensorBoard scalar writes."""
     overlay_every: int = 1
     """Epochs between TensorBoard sample overlays (0: never)."""
+    batch_norm: str = "batch"
+    """``batch``: each BatchNorm normalises by its own batch (per rank under torchrun), as
+    usual; ``sync``: SyncBatchNorm, the statistics of the global batch over all ranks (CUDA
+    only); ``frozen``: BatchNorms keep their running statistics (eval mode) and train only
+    their scale and shift. Why: small per-GPU batches give noisy statistics."""
+    dist_timeout_min: float = 30.0
+    """Under torchrun: how long a collective waits for the other ranks before the job fails
+    with an error (rank 0 validates and saves while the others wait: keep it above that)."""
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -158,6 +172,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        if self.batch_norm not in BATCH_NORMS:
+            raise ConfigError(f"batch_norm must be one of {BATCH_NORMS}, got {self.batch_norm!r}")
+        if self.dist_timeout_min <= 0:
+            raise ConfigError(f"dist_timeout_min must be > 0, got {self.dist_timeout_min}")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.loss.peak_weight < 0:
@@ -169,6 +187,8 @@ class TrainConfig:
             )
         if self.optim.name not in OPTIMIZERS:
             raise ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {self.optim.name!r}")
+        if not 0 <= self.optim.momentum < 1:
+            raise ConfigError(f"optim.momentum must lie in [0, 1), got {self.optim.momentum}")
         if self.optim.schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
         if self.optim.warmup_steps < 0 or not 0 <= self.optim.min_lr_fraction <= 1:

@@ -14,6 +14,14 @@ interruption (Ctrl-C, ``--max-steps``) mid-epoch also writes ``last.pt``; the re
 replays that epoch's shuffling and skips the batches already trained. A NaN/inf loss stops
 training with ``NonFiniteLossError`` (exit status 2). Mixed precision (float16 autocast +
 GradScaler) is used on CUDA; CPU runs in float32. TensorBoard logs go to ``<out_dir>/tb``.
+
+Under ``torchrun`` (``torchrun --nproc_per_node 8 --no-python hrpose-train teacher ...``)
+each process (rank) trains a DistributedDataParallel replica on its own GPU (NCCL; gloo on
+CPU) with its share of every epoch (``DistributedSampler``, reshuffled per epoch). The
+global batch is ``batch_size`` x world size and ``optim.lr`` is used as given, never
+rescaled (the README has the rule). Only rank 0 writes the checkpoint, TensorBoard and
+overlays. ``--resume`` at the same world size continues exactly; at another global batch
+it keeps the position in the data and the schedule, and says what changes.
 """
 
 from __future__ import annotations
@@ -32,14 +40,25 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
 from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
 from hrpose_ros.network.model import OUTPUT_STRIDE, HRPoseNet, count_parameters, create_model
 from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hrpose_ros.training.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
-from hrpose_ros.training.config import TrainConfig, config_to_dict, load_config
+from hrpose_ros.training.config import BATCH_NORMS, TrainConfig, config_to_dict, load_config
+from hrpose_ros.training.distributed import (
+    DistContext,
+    DistributedError,
+    any_rank,
+    barrier,
+    gather_objects,
+    init_distributed,
+    launch_position,
+    mean_over_ranks,
+    shutdown,
+)
 from hrpose_ros.training.losses import LossWeights, total_loss
 
 __all__ = [
@@ -110,8 +129,12 @@ def load_teacher(path: str | Path, num_classes: int, device: torch.device) -> HR
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (the paper's optimiser) or AdamW over the trainable parameters."""
+    """Adam (the paper's optimiser), AdamW or momentum SGD over the trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optim.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
+        )
     kind = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
     return kind(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
@@ -151,14 +174,19 @@ def make_loader(
     generator: torch.Generator,
     collate_fn: Callable | None = None,
     shuffle: bool = True,
+    *,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
-    """Shuffling loader whose order and worker seeds come from ``generator`` only."""
+    """Shuffling loader whose order and worker seeds come from ``generator`` only; with a
+    ``sampler`` (under torchrun: this rank's share of the epoch), the sampler orders it."""
     workers = cfg.data.num_workers
+    size = len(dataset) if sampler is None else len(sampler)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=shuffle,
-        drop_last=shuffle and len(dataset) >= cfg.batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        drop_last=shuffle and size >= cfg.batch_size,
         num_workers=workers,
         collate_fn=collate_fn,
         generator=generator,
@@ -169,12 +197,13 @@ def make_loader(
 
 
 def build_datasets(
-    cfg: TrainConfig, catalogue: Catalogue, targets_in_loader: bool = True
+    cfg: TrainConfig, catalogue: Catalogue, targets_in_loader: bool = True, rank: int = 0
 ) -> tuple[Dataset, Dataset | None, Callable]:
     """Training (augmented) and optional validation ``BopPoseDataset``, plus their collate.
 
     ``targets_in_loader=False`` leaves the belief/vector targets to the training device
-    (``training.targets_torch``), the fast path on a GPU.
+    (``training.targets_torch``), the fast path on a GPU. ``rank`` (under torchrun) offsets
+    the augmentation seed, so that ranks draw different augmentations.
     """
     from hrpose_ros.training import dataset as ds  # noqa: PLC0415 (renderer stack only when training)
 
@@ -184,7 +213,7 @@ def build_datasets(
         "stride": OUTPUT_STRIDE,
         "sigma": cfg.data.sigma,
         "radius": cfg.data.radius,
-        "seed": cfg.seed,
+        "seed": cfg.seed + rank,
         "with_targets": targets_in_loader,
     }
     crop = (cfg.data.crop_width, cfg.data.crop_height) if cfg.data.crop_width and cfg.data.augment else None
@@ -226,10 +255,18 @@ class Trainer:
         teacher: frozen teacher (student role only).
         preview_set: un-augmented images for the TensorBoard overlays (default: ``val_set``;
             never the augmented training set, whose random state must only advance in training).
+        dist: this process's place in a torchrun job (``training.distributed``); default: a
+            single process on ``cfg.device``.
 
     Exact resume needs every random source of an epoch to be restorable: the RNG states
     are captured at each epoch start, and a training dataset with ``state_dict`` /
     ``load_state_dict`` methods has its own state saved alongside.
+
+    Under torchrun, ``model`` stays the plain network (its state dict is the checkpoint's)
+    and ``ddp`` is its DistributedDataParallel wrapper, through which training steps run;
+    in a single process ``ddp`` is ``model``. Every rank starts from the same weights (the
+    seed, and DDP's broadcast from rank 0); its loader order, worker seeds and
+    augmentation are seeded with ``seed + rank``.
     """
 
     def __init__(
@@ -242,19 +279,25 @@ class Trainer:
         val_set: Dataset | None = None,
         teacher: HRPoseNet | None = None,
         preview_set: Dataset | None = None,
+        dist: DistContext | None = None,
     ) -> None:
         if cfg.role == "student" and teacher is None and (cfg.distill.alpha or cfg.distill.beta):
             raise TrainingError("student training with distillation needs a teacher checkpoint (--teacher)")
         self.cfg = cfg
         self.catalogue = catalogue
-        self.device = select_device(cfg.device)
+        self.dist = dist if dist is not None else DistContext(device=select_device(cfg.device))
+        self.device = self.dist.device
         self.use_amp = cfg.amp and self.device.type == "cuda"
         seed_everything(cfg.seed)
         self.model = create_model(cfg.model, len(catalogue), pretrained_path=cfg.pretrained or None)
+        self._configure_batch_norm()
         if cfg.freeze_backbone_before:
             frozen = self.model.freeze_backbone_before(cfg.freeze_backbone_before)
             _log.info("froze %d backbone tensors before %s", frozen, cfg.freeze_backbone_before)
         self.model.to(self.device)
+        if self.dist.distributed:  # same initial weights everywhere, then a random stream per rank
+            seed_everything(cfg.seed + self.dist.rank)
+        self.ddp = self._wrap_model()
         self.teacher = teacher.to(self.device).eval() if teacher is not None else None
         self.weights = LossWeights(
             cfg.distill.alpha,
@@ -267,8 +310,9 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
         self.generator = torch.Generator()
-        self.generator.manual_seed(cfg.seed)
-        self.train_loader = make_loader(train_set, cfg, self.generator, collate_fn)
+        self.generator.manual_seed(cfg.seed + self.dist.rank)
+        sampler = self._rank_sampler(train_set)
+        self.train_loader = make_loader(train_set, cfg, self.generator, collate_fn, sampler=sampler)
         steps_per_epoch = len(self.train_loader)
         if cfg.limit_batches:
             steps_per_epoch = min(steps_per_epoch, cfg.limit_batches)
@@ -283,9 +327,64 @@ class Trainer:
         self.batches_done = 0
         self.global_step = 0
         self._fit_start, self._out_of_time = time.monotonic(), False
-        self.epoch_rng = self._capture_epoch_start()
+        self._start_epoch_rng()
         self.history: list[dict[str, float]] = []
         self._writer: Any = None
+
+    def _configure_batch_norm(self) -> None:
+        """``cfg.batch_norm``: plain, synchronised over the ranks, or with frozen statistics."""
+        if self.cfg.batch_norm == "frozen":
+            count = self.model.freeze_norm_statistics()
+            _log.info("batch_norm=frozen: %d BatchNorms keep their running statistics", count)
+        elif self.cfg.batch_norm == "sync" and self.dist.distributed:
+            if self.device.type != "cuda":
+                raise TrainingError(
+                    "batch_norm=sync needs CUDA: torch's SyncBatchNorm runs on GPUs only; on CPU use "
+                    "batch_norm=frozen (or batch)"
+                )
+            from timm.layers import convert_sync_batchnorm  # noqa: PLC0415 (keeps timm's norm+act layers)
+
+            self.model = convert_sync_batchnorm(self.model)
+        elif self.cfg.batch_norm == "sync":
+            _log.info("batch_norm=sync in a single process is plain BatchNorm")
+
+    def _wrap_model(self) -> nn.Module:
+        """The module training steps run through: DDP under torchrun, else the model itself."""
+        if not self.dist.distributed:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _rank_sampler(self, train_set: Dataset) -> DistributedSampler | None:
+        """This rank's share of each epoch: the same permutation (``seed`` + epoch) on every
+        rank, rank r taking its positions r, r + W, r + 2W, ... (equal counts: the tail is
+        dropped). So global batch k is the block [k*G, (k+1)*G) of the permutation."""
+        if not self.dist.distributed:
+            return None
+        if len(train_set) < self.dist.world_size:
+            raise TrainingError(
+                f"the training set has {len(train_set)} images, fewer than the {self.dist.world_size} ranks"
+            )
+        return DistributedSampler(
+            train_set,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=self.cfg.seed,
+            drop_last=True,
+        )
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimiser step over all ranks: ``batch_size`` x world size."""
+        return self.cfg.batch_size * self.dist.world_size
+
+    def _start_epoch_rng(self) -> None:
+        """Capture the RNG state this epoch starts from, and (under torchrun) every rank's."""
+        self.epoch_rng = self._capture_epoch_start()
+        self._rank_rngs = gather_objects(self.epoch_rng, self.dist)
 
     def _capture_epoch_start(self) -> dict[str, Any]:
         state = capture_rng_state(self.generator)
@@ -325,13 +424,18 @@ class Trainer:
             "epoch": self.epoch,
             "batches_done": self.batches_done,
             "global_step": self.global_step,
+            "world_size": self.dist.world_size,
+            "global_batch": self.global_batch,
             "rng": self.epoch_rng,
+            **({"rng_ranks": self._rank_rngs} if self.dist.distributed else {}),
             "config": config_to_dict(self.cfg),
             "history": self.history,
         }
 
-    def save(self) -> Path:
-        """Write ``last.pt`` atomically."""
+    def save(self) -> Path | None:
+        """Write ``last.pt`` atomically (rank 0 only: every rank holds the same state)."""
+        if not self.dist.is_main:
+            return None
         return save_checkpoint(self.checkpoint_path, self.state_dict())
 
     def resume(self, path: str | Path) -> None:
@@ -349,10 +453,64 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batches_done = state["epoch"], state["batches_done"]
         self.global_step = state["global_step"]
-        self.epoch_rng = state["rng"]
+        self._restore_rank_rng(state)
         self.history = list(state.get("history", []))
+        old_world = int(state.get("world_size", 1))
+        saved_batch = state.get("config", {}).get("batch_size", self.cfg.batch_size)
+        old_batch = int(state.get("global_batch", saved_batch))
+        if (old_world, old_batch) != (self.dist.world_size, self.global_batch):
+            self._regroup(old_world, old_batch)
         _log.info(
             "resumed %s at epoch %d, batch %d, step %d", path, self.epoch, self.batches_done, self.global_step
+        )
+
+    def _restore_rank_rng(self, state: dict[str, Any]) -> None:
+        """Each rank takes its own epoch-start RNG state (``rng_ranks``; rank 0's is ``rng``).
+        A rank the checkpoint has no state for (another world size) keeps its fresh one."""
+        saved = state.get("rng_ranks") or [state["rng"]]
+        if self.dist.rank < len(saved):
+            self.epoch_rng = saved[self.dist.rank]
+        self._rank_rngs = gather_objects(self.epoch_rng, self.dist)
+
+    def _regroup(self, old_world: int, old_batch: int) -> None:
+        """Continue a checkpoint made with another global batch (world size or batch size).
+
+        Under torchrun the epoch's permutation does not depend on the world size, so
+        counting in samples keeps the place: the epoch continues after the samples already trained (rounded
+        down to whole new batches), and the step counter, hence the per-step schedule,
+        moves to the step that has seen as many samples. The learning rate is not rescaled.
+        """
+        samples_in_epoch, samples = self.batches_done * old_batch, self.global_step * old_batch
+        old_done, old_step = self.batches_done, self.global_step
+        self.batches_done = samples_in_epoch // self.global_batch
+        self.global_step = samples // self.global_batch
+        if self._per_step_schedule:
+            self.scheduler.last_epoch = self.global_step
+            lrs = zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True)
+            for group, (base, factor) in zip(self.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = base * factor(self.global_step)
+        if old_batch == self.global_batch:
+            batches = "each step trains on the same samples, split over other ranks"
+        else:
+            batches = "the batches group other samples"
+        if (old_world == 1) != (self.dist.world_size == 1):  # RandomSampler vs DistributedSampler
+            batches += ", and one process orders an epoch otherwise than torchrun ranks do"
+        _log.warning(
+            "resuming a run of world size %d (global batch %d) at world size %d (global batch %d): epoch %d "
+            "continues after %d of its samples, at batch %d (was %d); the step counter becomes %d (was %d), "
+            "so the schedule keeps its place; the learning rate is not rescaled (set optim.lr yourself); "
+            "%s, so the weights will not be bitwise those of an unchanged run",
+            old_world,
+            old_batch,
+            self.dist.world_size,
+            self.global_batch,
+            self.epoch + 1,
+            samples_in_epoch,
+            self.batches_done,
+            old_done,
+            self.global_step,
+            old_step,
+            batches,
         )
 
     # ---------------------------------------------------------------- steps
@@ -367,9 +525,10 @@ class Trainer:
         batch = _to_device(batch, self.device)
         teacher_out = self._teacher_outputs(batch["image"])
         with _autocast(self.device, self.use_amp):
-            out = self.model(batch["image"])
+            out = self.ddp(batch["image"])
         belief, vectors = _targets(batch, self.cfg, len(self.catalogue))
         loss, parts = total_loss(out, belief, vectors, teacher_out, self.weights)
+        parts = mean_over_ranks(parts, self.dist)  # every rank sees a NaN at once, and stops
         if not math.isfinite(parts["total"]):
             raise NonFiniteLossError(
                 f"loss is {parts['total']} at epoch {self.epoch + 1}, step {self.global_step + 1} "
@@ -392,7 +551,9 @@ class Trainer:
     def _budget_left(self) -> bool:
         if self.cfg.max_steps and self.global_step >= self.cfg.max_steps:
             return False
-        if self.cfg.max_minutes and time.monotonic() - self._fit_start >= 60.0 * self.cfg.max_minutes:
+        if self.cfg.max_minutes and any_rank(
+            time.monotonic() - self._fit_start >= 60.0 * self.cfg.max_minutes, self.dist
+        ):
             if not self._out_of_time:
                 _log.warning(
                     "time budget of %g min spent: stopping (continue with --resume)", self.cfg.max_minutes
@@ -406,7 +567,10 @@ class Trainer:
         from tqdm import tqdm  # noqa: PLC0415
 
         self._restore_epoch_start()
-        self.model.train()
+        for sampler in (self.train_loader.sampler, self.train_loader.batch_sampler):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(self.epoch)
+        self.ddp.train()
         total_batches = len(self.train_loader)
         if self.cfg.limit_batches:
             total_batches = min(total_batches, self.cfg.limit_batches)
@@ -420,6 +584,7 @@ class Trainer:
             desc=f"epoch {self.epoch + 1}",
             leave=False,
             dynamic_ncols=True,
+            disable=not self.dist.is_main,
         )
         with bar:
             while self.batches_done < total_batches:
@@ -437,13 +602,14 @@ class Trainer:
                 self._log_step(parts)
         elapsed = time.perf_counter() - start
         means = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+        images *= self.dist.world_size  # every rank trains as many
         means["train/images_per_s"] = images / elapsed if elapsed > 0 else float("nan")
         return means
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean loss terms on the validation set (empty dict without one)."""
-        if self.val_loader is None:
+        """Mean loss terms on the validation set (empty dict without one; rank 0 only)."""
+        if self.val_loader is None or not self.dist.is_main:
             return {}
         self.model.eval()
         sums: dict[str, float] = {}
@@ -468,13 +634,15 @@ class Trainer:
         return self._writer
 
     def _log_step(self, parts: dict[str, float]) -> None:
-        if self.cfg.log_every and self.global_step % self.cfg.log_every == 0:
+        if self.dist.is_main and self.cfg.log_every and self.global_step % self.cfg.log_every == 0:
             writer = self._tb()
             for k, v in parts.items():
                 writer.add_scalar(f"step/{k}", v, self.global_step)
             writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
 
     def _log_epoch(self, metrics: dict[str, float]) -> None:
+        if not self.dist.is_main:
+            return
         writer = self._tb()
         for k, v in metrics.items():
             writer.add_scalar(k, v, self.epoch + 1)
@@ -499,16 +667,26 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train until ``epochs`` (or ``max_steps`` / ``max_minutes``); checkpoint every epoch.
         Returns the history."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self._fit_start, self._out_of_time = time.monotonic(), False
         _log.info(
-            "training %s (%s, %.2fM parameters) on %s, amp=%s",
+            "training %s (%s, %.2fM parameters) as %s, amp=%s",
             self.cfg.model,
             self.cfg.role,
             count_parameters(self.model) / 1e6,
-            self.device,
+            self.dist,
             self.use_amp,
         )
+        if self.dist.distributed:
+            _log.info(
+                "global batch %d = batch_size %d per rank x %d ranks; lr %g as configured (never scaled "
+                "with the world size)",
+                self.global_batch,
+                self.cfg.batch_size,
+                self.dist.world_size,
+                self.cfg.optim.lr,
+            )
         try:
             while self.epoch < self.cfg.epochs:
                 means = self.train_epoch()
@@ -528,10 +706,11 @@ class Trainer:
                     self.scheduler.step()
                 self.epoch += 1
                 self.batches_done = 0
-                self.epoch_rng = self._capture_epoch_start()
+                self._start_epoch_rng()
                 self.save()
                 if not self._budget_left():
                     break
+            barrier(self.dist)  # a clean end: every rank finished, rank 0 has saved
         except KeyboardInterrupt:
             _log.warning("interrupted: saving %s (resume with --resume)", self.checkpoint_path)
             self.save()
@@ -554,7 +733,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="model variant (default: hrpose_teacher / hrpose_student)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (torchrun: cuda:LOCAL_RANK per rank)")
+    parser.add_argument(
+        "--batch-norm",
+        choices=BATCH_NORMS,
+        help="BatchNorm statistics: per batch, sync (SyncBatchNorm over the ranks, CUDA), frozen",
+    )
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     parser.add_argument("--limit-batches", type=int, help="batches per epoch at most")
     parser.add_argument(
@@ -601,6 +785,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         "epochs": "epochs",
         "batch_size": "batch_size",
         "device": "device",
+        "batch_norm": "batch_norm",
         "max_steps": "max_steps",
         "limit_batches": "limit_batches",
         "max_minutes": "max_minutes",
@@ -615,22 +800,42 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(cfg: TrainConfig, resume: str | None = None) -> list[dict[str, float]]:
-    """Build data, teacher and trainer from ``cfg`` and train; ``resume``: checkpoint path or ''."""
+    """Build data, teacher and trainer from ``cfg`` and train; ``resume``: checkpoint path or ''.
+
+    Under torchrun, joins the process group first and leaves it on every exit path.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    ctx = init_distributed(select_device(cfg.device), cfg.dist_timeout_min)
+    try:
+        return _train(cfg, resume, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(cfg: TrainConfig, resume: str | None, ctx: DistContext) -> list[dict[str, float]]:
     catalogue = load_catalogue(cfg.data.objects, cfg.data.mesh_dir or None)
-    on_gpu = select_device(cfg.device).type == "cuda"
-    train_set, val_set, collate = build_datasets(cfg, catalogue, targets_in_loader=not on_gpu)
+    on_gpu = ctx.device.type == "cuda"
+    train_set, val_set, collate = build_datasets(cfg, catalogue, targets_in_loader=not on_gpu, rank=ctx.rank)
     teacher = None
     if cfg.role == "student" and (cfg.distill.alpha or cfg.distill.beta):
         if not cfg.teacher_checkpoint:
             raise TrainingError("student training needs --teacher CKPT (or distill.alpha=0 distill.beta=0)")
-        teacher = load_teacher(cfg.teacher_checkpoint, len(catalogue), select_device(cfg.device))
+        teacher = load_teacher(cfg.teacher_checkpoint, len(catalogue), ctx.device)  # every rank, eval mode
+    if not ctx.is_main:  # rank 0 validates and draws the overlays
+        val_set = None
     preview = val_set
-    if preview is None and cfg.overlay_every:
+    if preview is None and cfg.overlay_every and ctx.is_main:
         preview = build_datasets(replace(cfg, data=replace(cfg.data, augment=False)), catalogue)[0]
     trainer = Trainer(
-        cfg, train_set, catalogue, collate_fn=collate, val_set=val_set, teacher=teacher, preview_set=preview
+        cfg,
+        train_set,
+        catalogue,
+        collate_fn=collate,
+        val_set=val_set,
+        teacher=teacher,
+        preview_set=preview,
+        dist=ctx,
     )
     if resume is not None:
         trainer.resume(resume or trainer.checkpoint_path)
@@ -640,20 +845,35 @@ def run(cfg: TrainConfig, resume: str | None = None) -> list[dict[str, float]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (2 on a NaN/inf loss, 1 on other errors)."""
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    rank, world = launch_position()
+    who = f"rank {rank} of {world}: " if world > 1 else ""
+    logging.basicConfig(  # under torchrun, ranks other than 0 report warnings and errors only
+        level=logging.DEBUG if args.verbose else (logging.INFO if rank == 0 else logging.WARNING),
+        format=f"%(asctime)s {who}%(levelname)s %(name)s: %(message)s",
     )
     try:
         cfg = load_config(args.config, _overrides(args))
         history = run(cfg, args.resume)
-    except NonFiniteLossError as exc:
-        print(f"hrpose-train: stopped, {exc}", file=sys.stderr)
-        return 2
-    except (TrainingError, ValueError, FileNotFoundError) as exc:
-        print(f"hrpose-train: error: {exc}", file=sys.stderr)
-        return 1
-    if history:
+    except Exception as exc:
+        if world > 1:  # torchrun's failure summary then names this error as the job's root cause
+            from torch.distributed.elastic.multiprocessing.errors import get_error_handler  # noqa: PLC0415
+
+            get_error_handler().record_exception(exc)
+        if isinstance(exc, NonFiniteLossError):
+            print(f"hrpose-train: {who}stopped, {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, TrainingError | DistributedError | ValueError | FileNotFoundError):
+            print(f"hrpose-train: {who}error: {exc}", file=sys.stderr)
+            return 1
+        if world > 1:
+            print(
+                f"hrpose-train: {who}failed: {type(exc).__name__}: {exc}\n(a collective that timed out "
+                "(dist_timeout_min) or lost its peer means that another rank failed or hangs: torchrun's "
+                "summary names the first failure)",
+                file=sys.stderr,
+            )
+        raise
+    if history and rank == 0:
         last = history[-1]
         print(
             f"last completed epoch {int(last['epoch'])}: loss {last.get('train/total', float('nan')):.4g}, "
