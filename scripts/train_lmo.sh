@@ -9,7 +9,7 @@
 #
 #   scripts/train_lmo.sh                     # the CPU recipe of the shipped model (default):
 #       ImageNet-initialised EfficientNet-Lite2 teacher -> Lite0 student with KD, trained on
-#       160x160 crops at the run-time scale of a 384x288 input, photo backgrounds
+#       160x160 crops at the run-time scale of a 448x352 input, photo backgrounds
 #   RECIPE=hrnet MINUTES=4 WORKERS=14 scripts/train_lmo.sh   # the paper's HRNet pair, 640x480 (a GPU)
 #   IMAGES=16 TEST_IMAGES=4 WIDTH=128 HEIGHT=96 DEVICE=cpu \
 #     TRAIN_ARGS="--max-steps 2 --batch-size 2" scripts/train_lmo.sh   # smoke test
@@ -36,7 +36,7 @@ MINUTES=${MINUTES:-0}
 case "$RECIPE" in
   lite)  # see config/train_lite*.yaml
     TEACHER_CONFIG=config/train_lite2_teacher.yaml STUDENT_CONFIG=config/train_lite0_student.yaml
-    WIDTH=${WIDTH:-384} HEIGHT=${HEIGHT:-288} RENDER_WIDTH=${RENDER_WIDTH:-512} RENDER_HEIGHT=${RENDER_HEIGHT:-384}
+    WIDTH=${WIDTH:-448} HEIGHT=${HEIGHT:-352} RENDER_WIDTH=${RENDER_WIDTH:-512} RENDER_HEIGHT=${RENDER_HEIGHT:-384}
     CROP=${CROP:-160} EPOCHS=${EPOCHS:-3} TEACHER_EPOCHS=${TEACHER_EPOCHS:-4} BATCH=${BATCH:-16}
     PEAK_WEIGHT=${PEAK_WEIGHT:-20} BACKGROUNDS=${BACKGROUNDS-data/backgrounds} LOADER_WORKERS=0 ;;
   hrnet)  # the paper's networks and schedule (config/train_teacher.yaml, train_student.yaml)

@@ -35,6 +35,19 @@ def test_metadata_round_trip_keeps_every_field(bundle):
     np.testing.assert_array_equal(loaded.keypoints_3d, bundle.keypoints_3d)
     np.testing.assert_allclose(loaded.diameters, bundle.diameters)
     assert loaded.onnx_path == bundle.onnx_path and loaded.onnx_sha256 == bundle.onnx_sha256
+    assert loaded.vector_field == "to_centroid" and loaded.offset_scale == 8.0
+
+
+def test_the_kind_of_vector_field_round_trips_and_older_bundles_hold_the_papers(bundle):
+    data = json.loads(bundle.metadata_path.read_text())
+    data.update(vector_field="corner_offsets", offset_scale=6.0)
+    bundle.metadata_path.write_text(json.dumps(data))
+    loaded = load_bundle(bundle.metadata_path)
+    assert (loaded.vector_field, loaded.offset_scale) == ("corner_offsets", 6.0)
+    assert json.loads(json.dumps(loaded.to_json_dict()))["vector_field"] == "corner_offsets"
+    del data["vector_field"], data["offset_scale"]  # written before the fields existed
+    bundle.metadata_path.write_text(json.dumps(data))
+    assert load_bundle(bundle.metadata_path).vector_field == "to_centroid"
 
 
 @pytest.mark.parametrize("suffix", ["", ".json", ".onnx"])
@@ -91,6 +104,8 @@ def test_missing_key_is_named(bundle):
         ("keypoints_3d", [[[0.0, 0.0, 0.0]] * 9], "keypoints_3d"),
         ("std", [0.2, 0.0, 0.2], "std > 0"),
         ("classes", ["box", "box"], "unique"),
+        ("vector_field", "sideways", "vector_field"),
+        ("offset_scale", 0.0, "offset_scale"),
     ],
 )
 def test_inconsistent_metadata_is_refused(bundle, key, value, message):

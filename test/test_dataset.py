@@ -270,7 +270,30 @@ def test_dataloader_with_workers_batches_samples(dot_scene):
     assert torch.isfinite(batches[1]["image"]).all()
 
 
+@pytest.mark.parametrize("crop", sorted(CROPS))
+def test_corner_offsets_at_the_centroid_point_to_the_projected_corners(dot_scene, crop):
+    ds = BopPoseDataset(
+        dot_scene[0], CATALOGUE, INPUT, STRIDE, augment=True, seed=5, crop_size=CROPS[crop],
+        vector_field="corner_offsets", offset_scale=4.0,
+    )  # fmt: skip
+    h, w = ds[0]["vectors"].shape[-2:]
+    checked = 0
+    for i in range(len(ds)):
+        s = ds[i]
+        for m, c in enumerate(s["class_index"].tolist()):
+            out = to_output_coords(s["keypoints_2d"][m].numpy(), STRIDE)
+            px, py = np.round(out[Keypoint.CENTROID]).astype(int)
+            if not (0 <= px < w and 0 <= py < h):
+                continue
+            offsets = s["vectors"][c * 16 : (c + 1) * 16, py, px].numpy().reshape(NUM_CORNERS, 2)
+            np.testing.assert_allclose([px, py] + 4.0 * offsets, out[:NUM_CORNERS], atol=1e-4)
+            checked += 1
+    assert checked >= 4
+
+
 def test_bad_arguments_are_named(dot_scene, tmp_path):
+    with pytest.raises(DatasetError, match="vector_field"):
+        BopPoseDataset(dot_scene[0], CATALOGUE, INPUT, STRIDE, vector_field="sideways")
     with pytest.raises(DatasetError, match="multiples of stride"):
         BopPoseDataset(dot_scene[0], CATALOGUE, (161, 120), STRIDE)
     with pytest.raises(DatasetError, match="no BOP scene"):

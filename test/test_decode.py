@@ -7,7 +7,7 @@ import pytest
 
 from hrpose_ros.geometry.decode import DecodeError, DecodeParams, Instance, decode, find_peaks
 from hrpose_ros.geometry.keypoints import Keypoint
-from hrpose_ros.geometry.targets import belief_maps, to_input_coords, vector_fields
+from hrpose_ros.geometry.targets import belief_maps, corner_offsets, to_input_coords, vector_fields
 
 S = 4
 HW = (60, 80)
@@ -235,3 +235,68 @@ def test_the_cap_keeps_the_strongest_instances():
     centroids = sorted(inst.keypoints[Keypoint.CENTROID, 0] for inst in found)
     np.testing.assert_allclose(centroids, [parts[1][2][0, 8, 0], parts[2][2][0, 8, 0]], atol=0.05)
     assert len(decode(belief, vectors, 1)) == 3
+
+
+def _offset_maps(out_kps: list[np.ndarray], classes: list[int], num_classes: int = 1):
+    kp = to_input_coords(np.stack(out_kps), S)
+    cls = np.array(classes)
+    return belief_maps(kp, cls, num_classes, HW, S), corner_offsets(kp, cls, num_classes, HW, S), kp
+
+
+def _decode_offsets(belief, vectors, num_classes=1, **params):
+    return decode(belief, vectors, num_classes, DecodeParams(**params), S, vector_field="corner_offsets")
+
+
+def test_corner_offsets_recover_several_instances_exactly():
+    outs = [_ring(20.3, 20.7), _ring(55.1, 35.4, phase=1.0), _ring(30.0, 45.0, step=4.0)]
+    belief, offsets, kp = _offset_maps(outs, [0, 0, 1], num_classes=2)
+    found = _decode_offsets(belief, offsets, 2)
+    assert [i.class_index for i in found] == [0, 0, 1]
+    for inst in found:
+        m = int(np.argmin(np.linalg.norm(kp[:, 8] - inst.keypoints[8], axis=1)))
+        np.testing.assert_allclose(inst.keypoints, kp[m], atol=1e-3)
+        assert inst.confidence > 0.95
+
+
+def test_a_corner_without_a_peak_keeps_the_place_the_offsets_give():
+    """Occluded (belief erased) and outside-the-image corners still get a position."""
+    out = _ring(40.3, 30.7, step=8.0)
+    out[5] = [-3.0, 28.0]  # outside the map: no peak, a one-sided tail
+    belief, offsets, kp = _offset_maps([out], [0])
+    belief[2] = 0.0  # corner 2 occluded
+    (inst,) = _decode_offsets(belief, offsets)
+    np.testing.assert_allclose(inst.keypoints, kp[0], atol=1e-3)
+    assert inst.num_keypoints == 9 and inst.scores[2] == 0.0 and inst.confidence < 0.9
+    (moved,) = _decode_offsets(belief, offsets * 1.02, snap_radius_px=0.0)  # 2 % too long, no snapping
+    assert np.linalg.norm(moved.keypoints[0] - kp[0, 0]) > 0.5
+
+
+def test_placed_corners_snap_to_peaks_one_to_one_own_channel_first():
+    out = _ring(40.0, 30.0, step=8.0)
+    belief, offsets, kp = _offset_maps([out], [0])
+    offsets[:, 30, 40] *= 1.1  # the centroid pixel's offsets are a little long
+    (inst,) = _decode_offsets(belief, offsets, snap_radius_px=2.0)
+    np.testing.assert_allclose(inst.keypoints, kp[0], atol=1e-3)  # every corner snapped home
+    close = out.copy()
+    close[1] = close[0] + [1.5, 0.0]  # corners 0 and 1 project 1.5 px apart
+    belief, offsets, kp = _offset_maps([close], [0])
+    offsets[0][offsets[0] != 0] += 1.0 / 8.0  # corner 0 placed 1 px right: 0.5 px from corner 1's peak
+    offsets[2][offsets[2] != 0] += 1.8 / 8.0  # corner 1 placed 1.8 px right of its peak
+    (inst,) = _decode_offsets(belief, offsets, snap_radius_px=2.0)
+    np.testing.assert_allclose(inst.keypoints[:2], kp[0, :2], atol=1e-3)  # each takes its own peak
+    belief[1] = 0.0  # corner 1's peak gone: it must not take corner 0's
+    offsets[0][offsets[0] != 0] -= 1.0 / 8.0
+    offsets[2][offsets[2] != 0] -= 1.8 / 8.0
+    (inst,) = _decode_offsets(belief, offsets, snap_radius_px=2.0)
+    np.testing.assert_allclose(inst.keypoints[:2], kp[0, :2], atol=1e-3)
+    assert inst.scores[1] < 0.5 < inst.scores[0]
+
+
+def test_unknown_vector_field_or_scale_is_refused():
+    belief, offsets, _ = _offset_maps([_ring(40.0, 30.0)], [0])
+    with pytest.raises(DecodeError, match="vector_field"):
+        decode(belief, offsets, 1, vector_field="sideways")
+    with pytest.raises(DecodeError, match="offset_scale"):
+        decode(belief, offsets, 1, vector_field="corner_offsets", offset_scale=0.0)
+    with pytest.raises(DecodeError, match="snap_radius_px"):
+        DecodeParams(snap_radius_px=-1.0)

@@ -154,6 +154,8 @@ def test_cli_exports_a_checkpoint_for_its_trained_classes(tmp_path):
                 "num_classes": 2,
                 "classes": ["duck", "ape"],
                 "input_size": list(SIZE),
+                "vector_field": "corner_offsets",
+                "offset_scale": 6.0,
             },
         },
     )
@@ -168,6 +170,7 @@ def test_cli_exports_a_checkpoint_for_its_trained_classes(tmp_path):
     assert bundle.classes == ("duck", "ape") and bundle.object_ids == (9, 1)
     assert bundle.model_name == "hrpose_tiny" and bundle.input_size == SIZE
     assert bundle.training["epoch"] == 3 and bundle.metrics["add"] == 0.5 and bundle.fp16_onnx_path is None
+    assert (bundle.vector_field, bundle.offset_scale) == ("corner_offsets", 6.0)  # for the decoder
 
 
 def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path, caplog):

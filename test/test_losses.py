@@ -10,6 +10,7 @@ from hrpose_ros.training.losses import (
     LossWeights,
     corner_identity_loss,
     feature_similarity_loss,
+    offset_loss,
     output_distillation_loss,
     similarity_grid,
     similarity_matrix,
@@ -60,6 +61,29 @@ def test_peak_weighting_makes_the_all_zero_output_costly() -> None:
     assert target_loss(zero, zero["belief"], zero["vectors"], 20.0).item() == 0.0
     with pytest.raises(ValueError, match="peak_weight"):
         target_loss(zero, belief, vectors, peak_weight=-1.0)
+
+
+def test_offset_loss_is_the_mean_absolute_error_inside_the_centroid_discs_only() -> None:
+    offsets = torch.zeros(1, 32, 6, 8)
+    offsets[0, 16:, 2:4, 3:5] = torch.arange(1.0, 17.0)[:, None, None]  # class 1, a 2x2 disc
+    pred = torch.full_like(offsets, 7.0)  # off everywhere, also where nothing is asked
+    expected = (torch.arange(1.0, 17.0) - 7.0).abs().mean()
+    assert torch.allclose(offset_loss(pred, offsets), expected)
+    exact = torch.where(offsets != 0, offsets, torch.tensor(-3.0))
+    assert offset_loss(exact, offsets).item() == 0.0  # outside the discs is free
+    assert offset_loss(pred, torch.zeros_like(offsets)).item() == 0.0
+
+
+def test_target_loss_takes_the_offset_term_for_corner_offset_fields() -> None:
+    a, b = _outputs(0), _outputs(1)
+    mse_belief = ((a["belief"] - b["belief"]) ** 2).mean()
+    got = target_loss(a, b["belief"], b["vectors"], vector_field="corner_offsets", offset_weight=0.5)
+    assert torch.allclose(got, mse_belief + 0.5 * offset_loss(a["vectors"], b["vectors"]))
+    with pytest.raises(ValueError, match="vector_field"):
+        target_loss(a, b["belief"], b["vectors"], vector_field="sideways")
+    weights = LossWeights(alpha=0.0, beta=0.0, vector_field="corner_offsets", offset_weight=0.5)
+    total, _ = total_loss(a, b["belief"], b["vectors"], None, weights)
+    assert torch.allclose(total, got)
 
 
 def test_output_distillation_is_zero_for_identical_outputs_and_positive_otherwise() -> None:

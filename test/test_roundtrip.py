@@ -1,6 +1,7 @@
 """Round trip of the whole geometry core, as a property over random scenes.
 
-3D keypoints -> projection -> targets (belief maps + vector fields) -> decoder -> PnP
+3D keypoints -> projection -> targets (belief maps + vector fields, of both kinds:
+the paper's corner-to-centroid vectors and the corner offsets) -> decoder -> PnP
 must give every pose back, for random objects, poses and intrinsics, with several
 instances of several classes in one image. Same-class instances sit in distinct cells
 of a 3x2 grid (they must not overlap for an exact answer); different classes overlap
@@ -23,7 +24,14 @@ from hrpose_ros.geometry.decode import DecodeParams, Instance, decode
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint, cuboid_keypoints
 from hrpose_ros.geometry.metrics import rotation_error_deg, translation_error
 from hrpose_ros.geometry.pnp import solve_instance_pose
-from hrpose_ros.geometry.targets import belief_maps, vector_fields
+from hrpose_ros.geometry.targets import (
+    CORNER_OFFSETS,
+    TO_CENTROID,
+    VECTOR_FIELDS,
+    belief_maps,
+    corner_offsets,
+    vector_fields,
+)
 
 STRIDE = 4
 GRID = (3, 2)  # cells across, down
@@ -96,18 +104,23 @@ def scenes(draw) -> Scene:
     return Scene(wh, K, kp3, np.array(classes), np.stack(Rs), np.stack(ts))
 
 
-def _decode(scene: Scene, noise: float = 0.0, seed: int = 0) -> list[Instance]:
+def _decode(
+    scene: Scene, noise: float = 0.0, seed: int = 0, vector_field: str = TO_CENTROID
+) -> list[Instance]:
     """Targets of the scene (plus Gaussian noise of std ``noise``, like a network's output), decoded."""
     hw = (scene.wh[1] // STRIDE, scene.wh[0] // STRIDE)
     kp2 = scene.keypoints_2d
     num_classes = len(scene.keypoints_3d)
     belief = belief_maps(kp2, scene.classes, num_classes, hw, STRIDE)
-    vectors = vector_fields(kp2, scene.classes, num_classes, hw, STRIDE)
+    if vector_field == CORNER_OFFSETS:
+        vectors = corner_offsets(kp2, scene.classes, num_classes, hw, STRIDE)
+    else:
+        vectors = vector_fields(kp2, scene.classes, num_classes, hw, STRIDE)
     if noise > 0:
         rng = np.random.default_rng(seed)
         belief += rng.normal(0.0, noise, belief.shape).astype(np.float32)
         vectors += rng.normal(0.0, noise, vectors.shape).astype(np.float32)
-    return decode(belief, vectors, num_classes, PARAMS, STRIDE)
+    return decode(belief, vectors, num_classes, PARAMS, STRIDE, vector_field=vector_field)
 
 
 def _match(
@@ -149,7 +162,8 @@ def _pose_errors(scene: Scene, pairs: list[tuple[Instance, int]]) -> list[tuple[
     return out
 
 
-def test_round_trip_gives_every_pose_back():
+@pytest.mark.parametrize("vector_field", VECTOR_FIELDS)
+def test_round_trip_gives_every_pose_back(vector_field: str):
     errors: list[tuple[float, float]] = []
     layouts: list[tuple[int, int]] = []
 
@@ -162,7 +176,7 @@ def test_round_trip_gives_every_pose_back():
     )
     @given(scenes())
     def check(scene: Scene) -> None:
-        pairs = _match(scene, _decode(scene))
+        pairs = _match(scene, _decode(scene, vector_field=vector_field))
         found = [inst.num_keypoints for inst, _ in pairs]
         assert min(found) >= PARAMS.min_keypoints
         errs = _pose_errors(scene, pairs)
@@ -179,14 +193,15 @@ def test_round_trip_gives_every_pose_back():
     assert np.median(trans) < 0.01, f"median translation error {np.median(trans):.4f} of the distance"
 
 
-def test_round_trip_survives_noisy_maps():
+@pytest.mark.parametrize("vector_field", VECTOR_FIELDS)
+def test_round_trip_survives_noisy_maps(vector_field: str):
     """Noise of std 0.02 on every belief and vector value (a well-trained network's level)."""
     errors: list[tuple[float, float]] = []
 
     @settings(max_examples=60, derandomize=True, database=None, deadline=None)
     @given(scenes(), st.integers(0, 2**32 - 1))
     def check(scene: Scene, seed: int) -> None:
-        pairs = _match(scene, _decode(scene, noise=0.02, seed=seed), tol_px=2.0)
+        pairs = _match(scene, _decode(scene, noise=0.02, seed=seed, vector_field=vector_field), tol_px=2.0)
         errors.extend(_pose_errors(scene, pairs))
 
     check()

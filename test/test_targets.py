@@ -1,4 +1,4 @@
-"""Training targets: Gaussian belief maps and corner-to-centroid vector fields."""
+"""Training targets: Gaussian belief maps, corner-to-centroid vector fields and corner offsets."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint
 from hrpose_ros.geometry.targets import (
     TargetError,
     belief_maps,
+    corner_offsets,
     to_input_coords,
     to_output_coords,
     vector_fields,
@@ -137,3 +138,36 @@ def test_bad_sigma_and_radius_raise_target_error():
 def test_no_instances_give_empty_maps():
     assert not belief_maps(np.zeros((0, 9, 2)), np.zeros(0, dtype=int), 2, HW, S).any()
     assert vector_fields(np.zeros((0, 9, 2)), np.zeros(0, dtype=int), 2, HW, S).shape == (32, 30, 40)
+
+
+def test_corner_offsets_point_from_each_disc_pixel_to_every_corner():
+    out = _spread(20.0, 15.0, step=8.0)
+    offsets = corner_offsets(_instance(out)[None], np.array([1]), 2, HW, S, radius=2.0, scale=8.0)
+    assert offsets.shape == (32, 30, 40) and not offsets[:16].any()
+    yy, xx = np.mgrid[:30, :40]
+    inside = (xx - 20.0) ** 2 + (yy - 15.0) ** 2 <= 4.0
+    assert inside.sum() == 13
+    for k in range(8):
+        dx, dy = offsets[16 + 2 * k], offsets[16 + 2 * k + 1]
+        np.testing.assert_allclose(dx[inside], (out[k, 0] - xx[inside]) / 8.0, atol=1e-6)
+        np.testing.assert_allclose(dy[inside], (out[k, 1] - yy[inside]) / 8.0, atol=1e-6)
+        assert not dx[~inside].any() and not dy[~inside].any()
+    # at the centroid pixel itself, scale x offset is the corner's position relative to it
+    np.testing.assert_allclose(8.0 * offsets[16::2, 15, 20], out[:8, 0] - 20.0, atol=1e-5)
+
+
+def test_corner_offsets_the_nearer_centroid_wins_and_incomplete_instances_get_none():
+    a, b = _spread(10.0, 15.0), _spread(13.0, 15.0, step=3.0)
+    offsets = corner_offsets(np.stack([_instance(a), _instance(b)]), np.array([0, 0]), 1, HW, S, radius=2.0)
+    np.testing.assert_allclose(8.0 * offsets[0, 15, 11], a[0, 0] - 11.0, atol=1e-5)  # nearer a
+    np.testing.assert_allclose(8.0 * offsets[0, 15, 12], b[0, 0] - 12.0, atol=1e-5)  # nearer b
+    partial = _instance(a)
+    partial[3] = np.nan
+    assert not corner_offsets(partial[None], np.array([0]), 1, HW, S).any()
+
+
+def test_bad_offset_scale_raises_target_error():
+    with pytest.raises(TargetError, match="scale"):
+        corner_offsets(np.zeros((1, 9, 2)), np.array([0]), 1, HW, S, scale=0.0)
+    with pytest.raises(TargetError, match="radius"):
+        corner_offsets(np.zeros((1, 9, 2)), np.array([0]), 1, HW, S, radius=0.0)

@@ -50,6 +50,33 @@ def test_vector_fields_match_the_numpy_reference(seed):
     assert np.abs(got).max() > 0.9
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_corner_offsets_match_the_numpy_reference(seed):
+    kp, cls = _batch(seed)
+    kp[1] = np.nan_to_num(kp[1], nan=30.0)  # complete instances: they get offsets
+    got = twin.corner_offsets(torch.from_numpy(kp), torch.from_numpy(cls), 3, HW, 4, 2.5, 8.0).numpy()
+    for i in range(kp.shape[0]):
+        keep = cls[i] >= 0
+        want = reference.corner_offsets(kp[i][keep], cls[i][keep], 3, HW, 4, 2.5, 8.0)
+        np.testing.assert_allclose(got[i], want, atol=1e-5)
+    assert np.abs(got).max() > 1.0
+
+
+def test_batch_targets_build_the_kind_asked_for():
+    kp, _ = _batch(1, n=1, m=2, classes=2)
+    kp, cls = np.nan_to_num(kp, nan=40.0), np.array([[1, 0]])
+    batch = {
+        "keypoints_2d": torch.from_numpy(kp),
+        "class_index": torch.from_numpy(cls),
+        "visible": torch.tensor([[True, True]]),
+    }
+    _, offsets = twin.batch_targets(batch, 2, HW, vector_field="corner_offsets", offset_scale=4.0)
+    want = reference.corner_offsets(kp[0], cls[0], 2, HW, 4, 3.0, 4.0)
+    np.testing.assert_allclose(offsets[0].numpy(), want, atol=1e-5)
+    with pytest.raises(twin.TargetError, match="vector_field"):
+        twin.batch_targets(batch, 2, HW, vector_field="sideways")
+
+
 def test_batch_targets_skip_hidden_instances():
     kp, _ = _batch(0, n=1, m=2, classes=2)
     kp = np.nan_to_num(kp, nan=50.0)

@@ -77,9 +77,12 @@ def _trainer(cfg: TrainConfig, teacher=None) -> Trainer:
 
 
 @pytest.mark.slow
-def test_tiny_model_overfits_until_pnp_recovers_the_poses(scene, tmp_path) -> None:
-    """Train on 8 images, then run the runtime Estimator + metrics: ADD passes on >= 7 of 8."""
-    trainer = _trainer(_config(scene, tmp_path, epochs=10_000, optim=OptimConfig(lr=5e-3)))
+@pytest.mark.parametrize("vector_field", ["to_centroid", "corner_offsets"])
+def test_tiny_model_overfits_until_pnp_recovers_the_poses(scene, tmp_path, vector_field: str) -> None:
+    """Train on 8 images, then run the runtime Estimator + metrics: ADD passes on >= 7 of 8,
+    with either kind of vector field (the checkpoint tells the decoder which)."""
+    cfg = _config(scene, tmp_path, epochs=10_000, optim=OptimConfig(lr=5e-3))
+    trainer = _trainer(replace(cfg, data=replace(cfg.data, vector_field=vector_field)))
     catalogue = trainer.catalogue
     images = read_dataset(scene[1])
     batch = next(iter(trainer.train_loader))
@@ -90,6 +93,7 @@ def test_tiny_model_overfits_until_pnp_recovers_the_poses(scene, tmp_path) -> No
         if step >= 200 and step % 50 == 0:
             trainer.save()
             estimator, _ = estimator_for_checkpoint(trainer.checkpoint_path, catalogue, device="cpu")
+            assert estimator.bundle.vector_field == vector_field
             result = evaluate(estimator, images, catalogue, progress=False)
             passed = sum(r.add_rel < 0.1 for r in result.instances)
             if passed >= 7:

@@ -1,9 +1,18 @@
 """Decoder: belief maps + vector fields -> object instances with 2D keypoints.
 
-Steps (greedy, as in the HRPose paper): find peaks in every belief map; centroid
-peaks define the instances of each class; each corner peak joins the centroid of
-its class whose direction best agrees with the vector predicted at the corner,
-within an angle threshold; instances with too few keypoints are dropped.
+Peaks are found in every belief map, and centroid peaks define the instances of each
+class. How corners join them depends on the kind of vector field the network was trained
+with (``geometry.targets.VECTOR_FIELDS``, named in the model bundle):
+
+- ``to_centroid`` (greedy, as in the HRPose paper): each corner peak joins the centroid of
+  its class whose direction best agrees with the vector predicted at the corner, within
+  an angle threshold; its belief channel says which corner it is. Instances with too few
+  keypoints are dropped.
+- ``corner_offsets``: the offsets read around each centroid peak place its 8 corners;
+  each placed corner snaps to the nearest corner peak of the class (any corner channel)
+  within ``snap_radius_px``, for the peak's sub-pixel precision, or keeps the placed
+  position when there is none (an occluded corner, or one outside the image, still gets
+  a position from the object's visible part).
 """
 
 from __future__ import annotations
@@ -15,7 +24,13 @@ import cv2
 import numpy as np
 
 from hrpose_ros.geometry.keypoints import NUM_CORNERS, NUM_KEYPOINTS, VECTOR_CHANNELS_PER_CLASS, Keypoint
-from hrpose_ros.geometry.targets import to_input_coords
+from hrpose_ros.geometry.targets import (
+    CORNER_OFFSETS,
+    DEFAULT_OFFSET_SCALE,
+    TO_CENTROID,
+    VECTOR_FIELDS,
+    to_input_coords,
+)
 
 __all__ = ["DecodeError", "DecodeParams", "Instance", "decode", "find_peaks"]
 
@@ -47,6 +62,8 @@ class DecodeParams:
             much angle is forgiven, so a corner on top of its centroid still joins it.
         max_peaks_per_map: only the strongest peaks of each map are kept, which bounds
             the decoder's time and memory on noisy outputs (untrained networks).
+        snap_radius_px: ``corner_offsets`` models: a corner placed by the offsets moves to
+            the nearest corner peak within this distance, output pixels.
     """
 
     peak_threshold: float = 0.1
@@ -57,6 +74,7 @@ class DecodeParams:
     refine_radius: int = 2
     position_tolerance_px: float = 1.0
     max_peaks_per_map: int = 64
+    snap_radius_px: float = 2.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,6 +87,7 @@ class DecodeParams:
             "position_tolerance_px": math.isfinite(self.position_tolerance_px)
             and self.position_tolerance_px >= 0,
             "max_peaks_per_map": isinstance(self.max_peaks_per_map, int) and self.max_peaks_per_map >= 1,
+            "snap_radius_px": math.isfinite(self.snap_radius_px) and self.snap_radius_px >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -321,16 +340,97 @@ def _assemble(
     k = peaks.channel[corners[joined]] % NUM_KEYPOINTS
     kps[owner[joined], k] = peaks.xy[corners[joined]]
     scores[owner[joined], k] = peaks.score[corners[joined]]
+    return _instances(kps, scores, peaks.channel[centroids] // NUM_KEYPOINTS, params=params, stride=stride)
+
+
+def _instances(
+    kps: np.ndarray, scores: np.ndarray, cls: np.ndarray, *, params: DecodeParams, stride: int
+) -> list[Instance]:
+    """Instances from (Q, 9, 2) output-pixel keypoints (NaN = missing), their (Q, 9)
+    scores and (Q,) classes; those with fewer than ``min_keypoints`` are dropped."""
     found = np.isfinite(kps[..., 0])
     count = found.sum(axis=1)
     conf = np.where(found, np.clip(scores, 0.0, 1.0), 0.0).sum(axis=1) / NUM_KEYPOINTS
-    cls = peaks.channel[centroids] // NUM_KEYPOINTS
     kps = to_input_coords(kps, stride)
     out = []
     for q in np.lexsort((-scores[:, Keypoint.CENTROID], cls)):
         if count[q] >= params.min_keypoints:
             out.append(Instance(int(cls[q]), kps[q], scores[q], float(conf[q])))
     return out
+
+
+_CROSS = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])
+"""(dy, dx) of the peak pixel and its 4 neighbours: at most 1.58 px from a centroid whose
+nearest pixel is the peak, inside the training disc of ``corner_offsets`` (radius >= 2)."""
+
+
+def _offset_corners(vectors: np.ndarray, cls: np.ndarray, ij: np.ndarray, scale: float) -> np.ndarray:
+    """(Q, 8, 2) corners placed by the offsets around each centroid peak, output pixels:
+    the mean over the peak pixel and its 4 neighbours of ``pixel + scale * offset``."""
+    _, h, w = vectors.shape
+    ny = np.clip(ij[:, 0, None] + _CROSS[:, 0], 0, h - 1)  # (Q, 5)
+    nx = np.clip(ij[:, 1, None] + _CROSS[:, 1], 0, w - 1)
+    channels = cls[:, None] * VECTOR_CHANNELS_PER_CLASS + np.arange(VECTOR_CHANNELS_PER_CLASS)  # (Q, 16)
+    values = vectors[channels[:, :, None], ny[:, None, :], nx[:, None, :]]  # (Q, 16, 5)
+    x = (nx[:, None, :] + scale * values[:, 0::2]).mean(axis=2)  # (Q, 8)
+    y = (ny[:, None, :] + scale * values[:, 1::2]).mean(axis=2)
+    return np.stack([x, y], axis=-1)
+
+
+def _belief_at(belief: np.ndarray, channel: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Belief of ``channel`` at the nearest pixel of each point; 0 outside the map."""
+    _, h, w = belief.shape
+    col, row = np.round(xy[:, 0]).astype(np.int64), np.round(xy[:, 1]).astype(np.int64)
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    values = belief[channel, np.clip(row, 0, h - 1), np.clip(col, 0, w - 1)].astype(np.float64)
+    return np.where(inside, values, 0.0)
+
+
+def _snap(placed: np.ndarray, peak_xy: np.ndarray, peak_k: np.ndarray, radius: float) -> np.ndarray:
+    """(8,) index into the peaks for each placed corner, -1 for none.
+
+    One to one: a peak serves one corner (two corners that project onto one spot have a
+    peak each, in their own channels). Pairs within ``radius`` are taken greedily, a peak
+    in the corner's own channel before any other, then the nearer first: so a corner
+    whose own peak is missing (outside the image) does not take a neighbour's.
+    """
+    dist = np.linalg.norm(placed[:, None, :] - peak_xy[None], axis=2)  # (8, P)
+    other = peak_k[None, :] != np.arange(NUM_CORNERS)[:, None]
+    corner, peak = np.nonzero(dist <= radius)
+    order = np.lexsort((dist[corner, peak], other[corner, peak]))
+    chosen = np.full(NUM_CORNERS, -1)
+    used = np.zeros(len(peak_xy), dtype=bool)
+    for k, p in zip(corner[order].tolist(), peak[order].tolist(), strict=True):
+        if chosen[k] < 0 and not used[p]:
+            chosen[k], used[p] = p, True
+    return chosen
+
+
+def _decode_offsets(
+    belief: np.ndarray, vectors: np.ndarray, peaks: _Peaks, params: DecodeParams, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints (Q, 9, 2) output px, scores (Q, 9) and classes (Q,) of the centroid peaks."""
+    k_of = peaks.channel % NUM_KEYPOINTS
+    cls_of = peaks.channel // NUM_KEYPOINTS
+    centroids = np.flatnonzero(k_of == Keypoint.CENTROID)
+    corners = np.flatnonzero(k_of < NUM_CORNERS)
+    cls = cls_of[centroids]
+    placed = _offset_corners(vectors, cls, peaks.ij[centroids], scale)  # (Q, 8, 2)
+    kps = np.empty((len(centroids), NUM_KEYPOINTS, 2))
+    scores = np.empty((len(centroids), NUM_KEYPOINTS))
+    kps[:, Keypoint.CENTROID] = peaks.xy[centroids]
+    scores[:, Keypoint.CENTROID] = peaks.score[centroids]
+    kps[:, :NUM_CORNERS] = placed
+    own = cls[:, None] * NUM_KEYPOINTS + np.arange(NUM_CORNERS)  # belief channel of each corner
+    scores[:, :NUM_CORNERS] = _belief_at(belief, own.reshape(-1), placed.reshape(-1, 2)).reshape(own.shape)
+    for q in range(len(centroids)):
+        candidates = corners[cls_of[corners] == cls[q]]
+        if len(candidates):
+            snapped = _snap(placed[q], peaks.xy[candidates], k_of[candidates], params.snap_radius_px)
+            take = snapped >= 0
+            kps[q, :NUM_CORNERS][take] = peaks.xy[candidates[snapped[take]]]
+            scores[q, :NUM_CORNERS][take] = peaks.score[candidates[snapped[take]]]
+    return kps, scores, cls
 
 
 def _check_maps(belief: np.ndarray, vectors: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -362,6 +462,9 @@ def decode(
     num_classes: int,
     params: DecodeParams | None = None,
     stride: int = 4,
+    *,
+    vector_field: str = TO_CENTROID,
+    offset_scale: float = DEFAULT_OFFSET_SCALE,
 ) -> list[Instance]:
     """Decode one image's network outputs into object instances.
 
@@ -371,11 +474,17 @@ def decode(
         num_classes: C.
         params: decoder settings (defaults: ``DecodeParams()``).
         stride: input pixels per output pixel, to return input-image coordinates.
+        vector_field: what ``vectors`` holds (``geometry.targets.VECTOR_FIELDS``; the
+            model bundle says); offset_scale: output pixels per unit of ``corner_offsets``.
 
     Returns:
         Instances sorted by class index, then by centroid belief (strongest first).
     """
     params = params or DecodeParams()
+    if vector_field not in VECTOR_FIELDS:
+        raise DecodeError(f"vector_field must be one of {VECTOR_FIELDS}, got {vector_field!r}")
+    if not (math.isfinite(offset_scale) and offset_scale > 0):
+        raise DecodeError(f"offset_scale must be > 0, got {offset_scale}")
     belief, vectors = _check_maps(belief, vectors, num_classes)
     is_centroid = np.arange(belief.shape[0]) % NUM_KEYPOINTS == Keypoint.CENTROID
     thresholds = np.where(is_centroid, params.centroid_threshold, params.peak_threshold).astype(np.float32)
@@ -386,6 +495,9 @@ def decode(
     centroids = np.flatnonzero(k_of == Keypoint.CENTROID)
     if len(centroids) == 0:
         return []
+    if vector_field == CORNER_OFFSETS:
+        kps, scores, cls = _decode_offsets(belief, vectors, peaks, params, offset_scale)
+        return _instances(kps, scores, cls, params=params, stride=stride)
     vecs = _predicted_vectors(vectors, peaks.channel[corners], peaks.ij[corners])
     cls_of = peaks.channel // NUM_KEYPOINTS
     same_class = _same_class_pairs(cls_of[corners], cls_of[centroids])

@@ -1,8 +1,20 @@
-"""Training targets: Gaussian belief maps and corner-to-centroid vector fields.
+"""Training targets: Gaussian belief maps and the vector fields, of either kind.
 
 Maps are at the network's output stride. Channel layout (docs/architecture.md):
 belief channel ``c*9 + k``; vector channels ``c*16 + 2k`` (dx) and ``c*16 + 2k + 1`` (dy).
 Output pixel j covers input pixels [s*j, s*j + s - 1], so input x = s*j + (s - 1)/2.
+
+Two kinds of vector field fill the same channels (``VECTOR_FIELDS``; a model bundle names
+its kind, and the decoder reads it that way):
+
+- ``to_centroid`` (the HRPose paper's, after DOPE): near each corner, the unit vector from
+  that corner toward its instance's centroid (:func:`vector_fields`). A corner's identity
+  is then decided by which belief channel peaks at it, far from the object's middle.
+- ``corner_offsets`` (CenterNet / CenterPose style): near each centroid, the offset from
+  that pixel to each of the 8 corners, in units of ``offset_scale`` output pixels
+  (:func:`corner_offsets`). Which corner is which is then read where the network sees the
+  whole object; measured on this project's CPU recipe, it learns corner identity sooner
+  (README, "corner identity"). The belief peaks still give the precise positions.
 """
 
 from __future__ import annotations
@@ -12,12 +24,26 @@ import numpy as np
 from hrpose_ros.geometry.keypoints import NUM_CORNERS, NUM_KEYPOINTS, VECTOR_CHANNELS_PER_CLASS, Keypoint
 
 __all__ = [
+    "CORNER_OFFSETS",
+    "DEFAULT_OFFSET_SCALE",
+    "TO_CENTROID",
+    "VECTOR_FIELDS",
     "TargetError",
     "belief_maps",
+    "corner_offsets",
     "to_input_coords",
     "to_output_coords",
     "vector_fields",
 ]
+
+
+TO_CENTROID = "to_centroid"
+CORNER_OFFSETS = "corner_offsets"
+VECTOR_FIELDS = (TO_CENTROID, CORNER_OFFSETS)
+"""The kinds of vector field (module docstring); ``to_centroid`` is the paper's."""
+
+DEFAULT_OFFSET_SCALE = 8.0
+"""Output pixels per unit of a ``corner_offsets`` field: keeps the regressed values near 1."""
 
 
 class TargetError(ValueError):
@@ -142,6 +168,57 @@ def vector_fields(  # noqa: PLR0917  (positional signature of docs/architecture.
         best[take] = d2[take]
         out[2 * channel, y0:y1, x0:x1][take] = unit[m, k, 0]
         out[2 * channel + 1, y0:y1, x0:x1][take] = unit[m, k, 1]
+    return out
+
+
+def corner_offsets(  # noqa: PLR0917  (the signature of vector_fields, plus the scale)
+    keypoints_2d: np.ndarray,
+    class_indices: np.ndarray,
+    num_classes: int,
+    out_hw: tuple[int, int],
+    stride: int = 4,
+    radius: float = 2.0,
+    scale: float = DEFAULT_OFFSET_SCALE,
+) -> np.ndarray:
+    """Offsets from each pixel near a centroid to the 8 corners of its instance.
+
+    Args:
+        keypoints_2d: (M, 9, 2) keypoints, input-image pixels; NaN = unknown.
+        class_indices: (M,) class index of each instance.
+        num_classes: C.
+        out_hw: (h, w) of the output maps.
+        stride: input pixels per output pixel.
+        radius: offsets are set within this distance of the centroid, output pixels.
+        scale: output pixels per unit of the stored offsets.
+
+    Returns:
+        (C*16, h, w) float32: at pixel p within ``radius`` of a centroid, channels
+        ``c*16 + 2k`` and ``+1`` hold ``(corner_k - p) / scale`` (output pixels); zero
+        elsewhere. Where two instances of one class overlap, the nearer centroid wins.
+        Instances without all 9 keypoints finite get no offsets (a projected cuboid always
+        has them, inside the image or not).
+    """
+    xy, cls, h, w = _check(keypoints_2d, class_indices, num_classes, out_hw, stride)
+    if not (np.isfinite(radius) and radius > 0):
+        raise TargetError(f"radius must be > 0 output pixels, got {radius}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise TargetError(f"scale must be > 0 output pixels, got {scale}")
+    out = np.zeros((num_classes * VECTOR_CHANNELS_PER_CLASS, h, w), dtype=np.float32)
+    nearest_d2: dict[int, np.ndarray] = {}
+    for m in np.flatnonzero(np.all(np.isfinite(xy), axis=(1, 2))):
+        window = _window(xy[m, Keypoint.CENTROID], radius, h, w)
+        if window is None:
+            continue
+        (y0, y1, x0, x1), d2 = window
+        c = int(cls[m])
+        best = nearest_d2.setdefault(c, np.full((h, w), np.inf))[y0:y1, x0:x1]
+        take = (d2 <= radius**2) & (d2 < best)
+        best[take] = d2[take]
+        px, py = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
+        block = out[c * VECTOR_CHANNELS_PER_CLASS : (c + 1) * VECTOR_CHANNELS_PER_CLASS, y0:y1, x0:x1]
+        for k in range(NUM_CORNERS):
+            block[2 * k][take] = ((xy[m, k, 0] - px) / scale)[take]
+            block[2 * k + 1][take] = ((xy[m, k, 1] - py) / scale)[take]
     return out
 
 

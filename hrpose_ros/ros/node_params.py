@@ -87,6 +87,11 @@ _DECODE_DOCS: dict[str, tuple[str, tuple[float, float] | None]] = {
         "Peak position uncertainty (output pixels) forgiven in the angle test near a centroid.",
         (0.0, 10.0),
     ),
+    "snap_radius_px": (
+        "Models with corner offsets: a corner placed by the offsets moves to the nearest corner peak "
+        "within this distance (output pixels); 0 keeps the placed corners.",
+        (0.0, 20.0),
+    ),
 }
 """Descriptions and ranges of the decoder fields; defaults come from ``DecodeParams()``."""
 

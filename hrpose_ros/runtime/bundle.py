@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, keypoint_names
+from hrpose_ros.geometry.targets import DEFAULT_OFFSET_SCALE, TO_CENTROID, VECTOR_FIELDS
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
@@ -91,6 +92,11 @@ class ModelBundle:
     diameters: np.ndarray
     symmetric: tuple[bool, ...]
     keypoint_order: tuple[str, ...] = field(default_factory=lambda: tuple(keypoint_names()))
+    vector_field: str = TO_CENTROID
+    """What the ``vectors`` output holds (``geometry.targets.VECTOR_FIELDS``); bundles
+    written before the field existed hold the paper's ``to_centroid``."""
+    offset_scale: float = DEFAULT_OFFSET_SCALE
+    """Output pixels per unit of a ``corner_offsets`` output."""
     input_name: str = "image"
     output_names: tuple[str, str] = ("belief", "vectors")
     dynamic_batch: bool = False
@@ -145,6 +151,8 @@ class ModelBundle:
             "mean": [float(v) for v in self.mean],
             "std": [float(v) for v in self.std],
             "stride": int(self.stride),
+            "vector_field": self.vector_field,
+            "offset_scale": float(self.offset_scale),
             "keypoints_3d": np.asarray(self.keypoints_3d, dtype=np.float64).tolist(),
             "diameters": [float(v) for v in self.diameters],
             "symmetric": [bool(v) for v in self.symmetric],
@@ -223,8 +231,14 @@ def _parse(data: dict[str, Any], metadata_path: Path) -> ModelBundle:
         stride = int(data["stride"])
         mean = tuple(float(v) for v in data["mean"])
         std = tuple(float(v) for v in data["std"])
+        offset_scale = float(data.get("offset_scale", DEFAULT_OFFSET_SCALE))
     except (TypeError, ValueError) as exc:
         raise bad(f"malformed numeric field: {exc}") from exc
+    vector_field = str(data.get("vector_field", TO_CENTROID))
+    if vector_field not in VECTOR_FIELDS:
+        raise bad(f"'vector_field' must be one of {list(VECTOR_FIELDS)}, got {vector_field!r}")
+    if not (np.isfinite(offset_scale) and offset_scale > 0):
+        raise bad(f"'offset_scale' must be > 0, got {offset_scale}")
     if keypoints_3d.shape != (num_classes, NUM_KEYPOINTS, 3):
         raise bad(
             f"'keypoints_3d' must have shape ({num_classes}, {NUM_KEYPOINTS}, 3), got {keypoints_3d.shape}"
@@ -253,6 +267,8 @@ def _parse(data: dict[str, Any], metadata_path: Path) -> ModelBundle:
         diameters=diameters,
         symmetric=tuple(bool(s) for s in data["symmetric"]),
         keypoint_order=order,
+        vector_field=vector_field,
+        offset_scale=offset_scale,
         input_name=str(data.get("input_name", "image")),
         output_names=tuple(data.get("output_names", ("belief", "vectors"))),
         dynamic_batch=bool(data.get("dynamic_batch", False)),

@@ -136,7 +136,16 @@ class Estimator:
         belief, vectors = self.backend.infer(tensor)
         t2 = time.perf_counter()
         params = self._decode_params
-        instances = decode(belief[0], vectors[0], self.bundle.num_classes, params, stride=self.bundle.stride)
+        bundle = self.bundle
+        instances = decode(
+            belief[0],
+            vectors[0],
+            bundle.num_classes,
+            params,
+            stride=bundle.stride,
+            vector_field=bundle.vector_field,
+            offset_scale=bundle.offset_scale,
+        )
         instances = [
             dataclasses.replace(i, keypoints=transform.input_to_image(i.keypoints)) for i in instances
         ]

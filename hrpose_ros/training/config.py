@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from hrpose_ros.geometry.targets import VECTOR_FIELDS
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -54,7 +56,14 @@ class DataConfig:
     sigma: float = 2.0
     """Std of the belief Gaussians (geometry.targets.belief_maps)."""
     radius: float = 3.0
-    """Radius of the vector-field disc (geometry.targets.vector_fields)."""
+    """Radius of the vector-field disc, around each corner (``to_centroid``) or each
+    centroid (``corner_offsets``), output pixels."""
+    vector_field: str = "to_centroid"
+    """What the vector channels hold (``geometry.targets.VECTOR_FIELDS``): ``to_centroid``,
+    the paper's unit vectors at the corners, or ``corner_offsets``, the offsets from the
+    centroid to each corner (the CPU recipe's; the bundle records it for the decoder)."""
+    offset_scale: float = 8.0
+    """Output pixels per unit of a ``corner_offsets`` field."""
     augment: bool = True
     """Online augmentation: blur, colour jitter, rotation."""
     crop_width: int = 0
@@ -113,6 +122,8 @@ class LossConfig:
     """Weight of the corner-identity cross-entropy (training.losses); 0 is the paper's loss."""
     identity_temperature: float = 10.0
     """Belief-to-logit scale of the corner-identity cross-entropy."""
+    offset_weight: float = 1.0
+    """Weight of the L1 term of ``data.vector_field: corner_offsets`` (training.losses)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+        if self.data.vector_field not in VECTOR_FIELDS:
+            raise ConfigError(
+                f"data.vector_field must be one of {VECTOR_FIELDS}, got {self.data.vector_field!r}"
+            )
+        if self.loss.offset_weight < 0:
+            raise ConfigError(f"loss.offset_weight must be >= 0, got {self.loss.offset_weight}")
+        if not self.data.offset_scale > 0:
+            raise ConfigError(f"data.offset_scale must be > 0, got {self.data.offset_scale}")
         if self.batch_norm not in BATCH_NORMS:
             raise ConfigError(f"batch_norm must be one of {BATCH_NORMS}, got {self.batch_norm!r}")
         if self.dist_timeout_min <= 0:

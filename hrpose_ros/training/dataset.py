@@ -33,7 +33,15 @@ from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint
 from hrpose_ros.geometry.objects import Catalogue
 from hrpose_ros.geometry.symmetry import canonical_pose
-from hrpose_ros.geometry.targets import belief_maps, vector_fields
+from hrpose_ros.geometry.targets import (
+    CORNER_OFFSETS,
+    DEFAULT_OFFSET_SCALE,
+    TO_CENTROID,
+    VECTOR_FIELDS,
+    belief_maps,
+    corner_offsets,
+    vector_fields,
+)
 from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["BopPoseDataset", "DatasetError", "collate", "normalize_image"]
@@ -98,12 +106,17 @@ class BopPoseDataset(Dataset):
         with_targets: bool = True,
         crop_size: tuple[int, int] | None = None,
         crop_offset_fraction: float = 0.35,
+        vector_field: str = TO_CENTROID,
+        offset_scale: float = DEFAULT_OFFSET_SCALE,
     ):
         """Args:
         root: a BOP scene, split or dataset folder (see ``bop.find_scene_dirs``).
         catalogue: classes in network order; instances match on ``ObjectSpec.id``.
         input_size: (W, H) of the network input, multiples of ``stride``.
         stride, sigma, radius: target geometry (output pixels), as ``geometry.targets``.
+        vector_field: ``to_centroid`` (the paper's) or ``corner_offsets``
+            (``geometry.targets.VECTOR_FIELDS``); offset_scale: output pixels per unit of
+            ``corner_offsets``.
         augment: online augmentation ranges; True = the ``AugmentParams`` defaults;
             None or False = a plain resize.
         scene_ids: only these scenes (train/validation split by scene).
@@ -131,6 +144,9 @@ class BopPoseDataset(Dataset):
             if cw <= 0 or ch <= 0 or cw % stride or ch % stride:
                 raise DatasetError(f"crop_size {crop_size} must be positive multiples of stride {stride}")
             crop_size = (cw, ch)
+        if vector_field not in VECTOR_FIELDS:
+            raise DatasetError(f"vector_field must be one of {VECTOR_FIELDS}, got {vector_field!r}")
+        self.vector_field, self.offset_scale = vector_field, float(offset_scale)
         if not 0 <= crop_offset_fraction <= 0.5:
             raise DatasetError(f"crop_offset_fraction must lie in [0, 0.5], got {crop_offset_fraction}")
         self.crop_size, self.crop_offset_fraction = crop_size, float(crop_offset_fraction)
@@ -272,7 +288,11 @@ class BopPoseDataset(Dataset):
         out_hw = (size[1] // self.stride, size[0] // self.stride)
         C = len(self.catalogue)
         belief = belief_maps(keypoints_2d, cls, C, out_hw, self.stride, self.sigma)
-        vectors = vector_fields(keypoints_2d, cls, C, out_hw, self.stride, self.radius)
+        if self.vector_field == CORNER_OFFSETS:
+            scale = self.offset_scale
+            vectors = corner_offsets(keypoints_2d, cls, C, out_hw, self.stride, self.radius, scale)
+        else:
+            vectors = vector_fields(keypoints_2d, cls, C, out_hw, self.stride, self.radius)
         return torch.from_numpy(belief).to(self.target_dtype), torch.from_numpy(vectors).to(self.target_dtype)
 
 

@@ -35,6 +35,7 @@ from hrpose_ros.evaluation.report import format_tables, plot_accuracy
 from hrpose_ros.evaluation.runner import EvalError, estimator_for_bundle, evaluate
 from hrpose_ros.geometry.decode import DecodeParams
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
+from hrpose_ros.geometry.targets import DEFAULT_OFFSET_SCALE, TO_CENTROID
 from hrpose_ros.runtime.bundle import ModelBundle, load_bundle
 from hrpose_ros.runtime.estimator import Estimator
 
@@ -84,6 +85,8 @@ def bundle_for_checkpoint(path: str | Path, info: dict[str, Any], catalogue: Cat
         keypoints_3d=catalogue.keypoints_3d(),
         diameters=np.array([o.diameter for o in catalogue]),
         symmetric=tuple(bool(o.symmetric) for o in catalogue),
+        vector_field=info.get("vector_field", TO_CENTROID),
+        offset_scale=float(info.get("offset_scale", DEFAULT_OFFSET_SCALE)),
         model_name=info["variant"],
         training={"checkpoint": str(path)},
     )

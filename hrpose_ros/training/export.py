@@ -24,6 +24,7 @@ from torch import nn
 
 from hrpose_ros.geometry.keypoints import keypoint_names
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
+from hrpose_ros.geometry.targets import DEFAULT_OFFSET_SCALE, TO_CENTROID
 from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
 from hrpose_ros.network.model import OUTPUT_STRIDE
 from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -149,6 +150,8 @@ def export_bundle(
     model_name: str | None = None,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    vector_field: str = TO_CENTROID,
+    offset_scale: float = DEFAULT_OFFSET_SCALE,
 ) -> ModelBundle:
     """Export ``model`` as the bundle ``out`` (``out.onnx``, ``out.fp16.onnx``, ``out.json``).
 
@@ -162,6 +165,8 @@ def export_bundle(
         fp16: also write the FP16 ONNX file.
         simplify: run onnxslim on the FP32 graph.
         verify: compare ONNX Runtime with PyTorch (max relative error < 1e-3).
+        vector_field, offset_scale: what the ``vectors`` output holds, for the decoder
+            (the training config's ``data.vector_field`` / ``data.offset_scale``).
 
     Raises:
         ExportError: bad arguments, or verification failed.
@@ -204,6 +209,8 @@ def export_bundle(
         diameters=np.array([o.diameter for o in catalogue], dtype=np.float64),
         symmetric=tuple(bool(o.symmetric) for o in catalogue),
         keypoint_order=tuple(keypoint_names()),
+        vector_field=vector_field,
+        offset_scale=offset_scale,
         dynamic_batch=dynamic_batch,
         onnx_sha256=sha256_file(onnx_path),
         fp16_onnx_path=fp16_path if fp16 else None,
@@ -290,6 +297,8 @@ def _export_checkpoint(args: argparse.Namespace) -> ModelBundle:
         model_name=info.get("variant"),
         training=training,
         metrics=state.get("metrics") or {},
+        vector_field=info.get("vector_field", TO_CENTROID),
+        offset_scale=float(info.get("offset_scale", DEFAULT_OFFSET_SCALE)),
     )
     return bundle
 

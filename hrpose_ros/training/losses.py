@@ -2,8 +2,12 @@
 
 ``L = L_gt + alpha * L_out + beta * L_fs`` (paper defaults alpha = 0.5, beta = 5e-5):
 
-- ``L_gt``: MSE between predicted and target belief maps, plus the same for vector fields.
-  Optionally peak-weighted (``peak_weight`` > 0, not in the paper): each pixel's squared
+- ``L_gt``: MSE between predicted and target belief maps, plus the same for vector fields
+  of the paper's kind (``to_centroid``). For ``corner_offsets`` fields (geometry.targets)
+  the vector term is instead the mean absolute error inside the centroid discs, times
+  ``offset_weight``: the offsets are defined only there (zero elsewhere is "no target",
+  not a value), and L1 is what CenterNet-style offset heads use. Optionally peak-weighted
+  (``peak_weight`` > 0, not in the paper): each pixel's squared
   error counts ``1 + peak_weight * target`` times for belief maps and ``1 + peak_weight``
   times inside the vector-field discs. Why: about 1 % of the target pixels are non-zero,
   and a network trained by plain MSE first sits for thousands of steps at the all-zero
@@ -41,10 +45,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hrpose_ros.geometry.keypoints import VECTOR_CHANNELS_PER_CLASS
+from hrpose_ros.geometry.targets import CORNER_OFFSETS, TO_CENTROID, VECTOR_FIELDS
+
 __all__ = [
     "LossWeights",
     "corner_identity_loss",
     "feature_similarity_loss",
+    "offset_loss",
     "output_distillation_loss",
     "similarity_grid",
     "similarity_matrix",
@@ -69,6 +77,10 @@ class LossWeights:
     """Weight of the corner-identity cross-entropy ``L_id`` (0: off, the paper's loss)."""
     identity_temperature: float = 10.0
     """Scale from belief values (about 0..1) to logits for ``L_id``."""
+    vector_field: str = TO_CENTROID
+    """Kind of the vector targets (``geometry.targets.VECTOR_FIELDS``)."""
+    offset_weight: float = 1.0
+    """Weight of the L1 term of ``corner_offsets`` fields."""
 
 
 def _check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
@@ -82,29 +94,55 @@ def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     return (weight * (pred - target).square()).mean()
 
 
+def offset_loss(pred_vectors: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error of ``corner_offsets`` fields where a class has a target.
+
+    A class's 16 channels are supervised at the pixels where any of them is non-zero (a
+    centroid disc: 8 distinct corners cannot all sit on the pixel); 0 without any.
+    """
+    _check_same_shape(pred_vectors, offsets, "offset target")
+    n, _, h, w = offsets.shape
+    per_class = offsets.float().reshape(n, -1, VECTOR_CHANNELS_PER_CLASS, h, w)
+    mask = (per_class != 0).any(dim=2, keepdim=True).expand_as(per_class)
+    if not bool(mask.any()):
+        return pred_vectors.new_zeros((), dtype=torch.float32)
+    error = (pred_vectors.float().reshape_as(per_class) - per_class).abs()
+    return error[mask].mean()
+
+
 def target_loss(
-    pred: dict[str, torch.Tensor], belief: torch.Tensor, vectors: torch.Tensor, peak_weight: float = 0.0
+    pred: dict[str, torch.Tensor],
+    belief: torch.Tensor,
+    vectors: torch.Tensor,
+    peak_weight: float = 0.0,
+    *,
+    vector_field: str = TO_CENTROID,
+    offset_weight: float = 1.0,
 ) -> torch.Tensor:
-    """``L_gt``: MSE(belief) + MSE(vectors), peak-weighted when ``peak_weight`` > 0.
+    """``L_gt``: MSE(belief) + MSE(vectors) (``to_centroid``) or ``offset_weight`` x
+    ``offset_loss`` (``corner_offsets``); the MSE terms peak-weighted when ``peak_weight`` > 0.
 
     Args:
         pred: network output with ``belief`` (N, C*9, h, w) and ``vectors`` (N, C*16, h, w).
         belief: (N, C*9, h, w) target belief maps.
-        vectors: (N, C*16, h, w) target vector fields.
+        vectors: (N, C*16, h, w) target vector fields of kind ``vector_field``.
         peak_weight: see the module docstring; 0 gives the paper's plain MSE.
     """
     _check_same_shape(pred["belief"], belief, "belief target")
     _check_same_shape(pred["vectors"], vectors, "vector target")
     if peak_weight < 0:
         raise ValueError(f"peak_weight must be >= 0, got {peak_weight}")
+    if vector_field not in VECTOR_FIELDS:
+        raise ValueError(f"vector_field must be one of {VECTOR_FIELDS}, got {vector_field!r}")
     belief, vectors = belief.float(), vectors.float()
     belief_weight = vector_weight = None
     if peak_weight > 0:
         belief_weight = 1.0 + peak_weight * belief
         vector_weight = 1.0 + peak_weight * (vectors != 0).float()
-    return _weighted_mse(pred["belief"].float(), belief, belief_weight) + _weighted_mse(
-        pred["vectors"].float(), vectors, vector_weight
-    )
+    loss = _weighted_mse(pred["belief"].float(), belief, belief_weight)
+    if vector_field == CORNER_OFFSETS:
+        return loss + offset_weight * offset_loss(pred["vectors"], vectors)
+    return loss + _weighted_mse(pred["vectors"].float(), vectors, vector_weight)
 
 
 def corner_identity_loss(
@@ -206,7 +244,14 @@ def total_loss(
     terms (``gt``, ``id``, ``out``, ``fs``, ``total``) for logging.
     """
     weights = weights or LossWeights()
-    loss_gt = target_loss(student, belief, vectors, weights.peak_weight)
+    loss_gt = target_loss(
+        student,
+        belief,
+        vectors,
+        weights.peak_weight,
+        vector_field=weights.vector_field,
+        offset_weight=weights.offset_weight,
+    )
     total = loss_gt
     parts = {"gt": float(loss_gt.detach())}
     if weights.identity_weight != 0.0:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 
 from hrpose_ros.geometry.keypoints import NUM_CORNERS, NUM_KEYPOINTS, VECTOR_CHANNELS_PER_CLASS, Keypoint
+from hrpose_ros.geometry.targets import CORNER_OFFSETS, DEFAULT_OFFSET_SCALE, TO_CENTROID, VECTOR_FIELDS
 
-__all__ = ["TargetError", "batch_targets", "belief_maps", "vector_fields"]
+__all__ = ["TargetError", "batch_targets", "belief_maps", "corner_offsets", "vector_fields"]
 
 
 class TargetError(ValueError):
@@ -112,6 +113,45 @@ def vector_fields(  # noqa: PLR0917 (the numpy twin's signature)
     return out.permute(0, 1, 2, 5, 3, 4).reshape(n, num_classes * VECTOR_CHANNELS_PER_CLASS, h, w)
 
 
+def corner_offsets(  # noqa: PLR0917 (the numpy twin's signature)
+    keypoints_2d: torch.Tensor,
+    class_indices: torch.Tensor,
+    num_classes: int,
+    out_hw: tuple[int, int],
+    stride: int = 4,
+    radius: float = 2.0,
+    scale: float = DEFAULT_OFFSET_SCALE,
+) -> torch.Tensor:
+    """Batched ``geometry.targets.corner_offsets``: ``(corner_k - p) / scale`` at pixels p
+    within ``radius`` output px of a centroid; the nearest centroid of a class wins.
+
+    Returns:
+        (N, C*16, h, w) float32 on the keypoints' device.
+    """
+    xy, finite = _prepare(keypoints_2d, class_indices, stride)
+    h, w = out_hw
+    dev = xy.device
+    n = xy.shape[0]
+    complete = finite.all(dim=-1)  # (N, M): all 9 keypoints known
+    cx = torch.where(complete, xy[..., Keypoint.CENTROID, 0], torch.inf)[..., None, None]
+    cy = torch.where(complete, xy[..., Keypoint.CENTROID, 1], torch.inf)[..., None, None]
+    px = torch.arange(w, device=dev, dtype=xy.dtype)
+    py = torch.arange(h, device=dev, dtype=xy.dtype)[:, None]
+    d2 = (px - cx) ** 2 + (py - cy) ** 2  # (N, M, h, w)
+    out = torch.zeros((n, num_classes, NUM_CORNERS, 2, h, w), device=dev)
+    batch_idx = torch.arange(n, device=dev)[:, None, None]
+    for c in range(num_classes):
+        member = (class_indices == c)[:, :, None, None]
+        if not member.any():
+            continue
+        best, nearest = torch.where(member, d2, torch.inf).min(dim=1)  # (N, h, w)
+        corners = xy[batch_idx, nearest, :NUM_CORNERS]  # (N, h, w, 8, 2)
+        offset = (corners - torch.stack(torch.broadcast_tensors(px, py), dim=-1)[:, :, None, :]) / scale
+        inside = (best <= radius**2)[..., None, None]
+        out[:, c] = torch.where(inside, offset, 0.0).permute(0, 3, 4, 1, 2)
+    return out.reshape(n, num_classes * VECTOR_CHANNELS_PER_CLASS, h, w)
+
+
 def batch_targets(  # noqa: PLR0917 (the targets' parameters, in their order)
     batch: dict[str, torch.Tensor],
     num_classes: int,
@@ -119,17 +159,23 @@ def batch_targets(  # noqa: PLR0917 (the targets' parameters, in their order)
     stride: int = 4,
     sigma: float = 2.0,
     radius: float = 3.0,
+    vector_field: str = TO_CENTROID,
+    offset_scale: float = DEFAULT_OFFSET_SCALE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Belief maps and vector fields of a collated ``BopPoseDataset`` batch (made with
-    ``with_targets=False``), on the device of ``batch['keypoints_2d']``.
+    """Belief maps and vector fields (``vector_field``: ``geometry.targets.VECTOR_FIELDS``)
+    of a collated ``BopPoseDataset`` batch (made with ``with_targets=False``), on the
+    device of ``batch['keypoints_2d']``.
 
     Instances with ``visible`` False get no targets, as in the dataset.
     """
+    if vector_field not in VECTOR_FIELDS:
+        raise TargetError(f"vector_field must be one of {VECTOR_FIELDS}, got {vector_field!r}")
     kp = batch["keypoints_2d"]
     visible = batch["visible"].to(kp.device)
     kp = torch.where(visible[..., None, None], kp, torch.nan)
     cls = batch["class_index"].to(kp.device)
-    return (
-        belief_maps(kp, cls, num_classes, out_hw, stride, sigma),
-        vector_fields(kp, cls, num_classes, out_hw, stride, radius),
-    )
+    if vector_field == CORNER_OFFSETS:
+        vectors = corner_offsets(kp, cls, num_classes, out_hw, stride, radius, offset_scale)
+    else:
+        vectors = vector_fields(kp, cls, num_classes, out_hw, stride, radius)
+    return belief_maps(kp, cls, num_classes, out_hw, stride, sigma), vectors

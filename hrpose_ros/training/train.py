@@ -213,6 +213,8 @@ def build_datasets(
         "stride": OUTPUT_STRIDE,
         "sigma": cfg.data.sigma,
         "radius": cfg.data.radius,
+        "vector_field": cfg.data.vector_field,
+        "offset_scale": cfg.data.offset_scale,
         "seed": cfg.seed + rank,
         "with_targets": targets_in_loader,
     }
@@ -230,7 +232,10 @@ def _targets(batch: dict[str, Any], cfg: TrainConfig, num_classes: int) -> tuple
 
     image = batch["image"]
     out_hw = (image.shape[-2] // OUTPUT_STRIDE, image.shape[-1] // OUTPUT_STRIDE)
-    return batch_targets(batch, num_classes, out_hw, OUTPUT_STRIDE, cfg.data.sigma, cfg.data.radius)
+    d = cfg.data
+    return batch_targets(
+        batch, num_classes, out_hw, OUTPUT_STRIDE, d.sigma, d.radius, d.vector_field, d.offset_scale
+    )
 
 
 def _autocast(device: torch.device, enabled: bool) -> Any:
@@ -306,6 +311,8 @@ class Trainer:
             cfg.loss.peak_weight,
             cfg.loss.identity_weight,
             cfg.loss.identity_temperature,
+            cfg.data.vector_field,
+            cfg.loss.offset_weight,
         )
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
@@ -417,6 +424,8 @@ class Trainer:
                 "mean": list(IMAGENET_MEAN),
                 "std": list(IMAGENET_STD),
                 "role": self.cfg.role,
+                "vector_field": self.cfg.data.vector_field,
+                "offset_scale": self.cfg.data.offset_scale,
             },
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
