@@ -397,3 +397,23 @@ def test_detection3d_array_has_class_score_pose_and_box():
     np.testing.assert_allclose([c.x, c.y, c.z], centre, atol=1e-12)
     np.testing.assert_allclose([item.bbox.size.x, item.bbox.size.y, item.bbox.size.z], [0.1, 0.06, 0.06])
     assert item.id == "hrpose/box_0"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs is not installed")
+def test_the_in_place_builder_gives_each_frame_exactly_a_new_arrays_content():
+    """Reused messages must not leak the last frame: more, then fewer instances, other poses."""
+    builder = rm.Detection3DArrayBuilder({"box": BOX})
+    frames = [
+        [_detection(seed=1)],
+        [_detection(seed=2), _detection(instance=1, confidence=0.4, seed=3), _detection(instance=2, seed=4)],
+        [_detection(instance=0, confidence=0.7, seed=5)],
+        [],
+    ]
+    for dets in frames:
+        header = _header()
+        header.stamp.sec = len(dets)
+        got = builder.build(dets, header, "p/")
+        want = rm.detection3d_array(dets, header, {"box": BOX}, "p/")
+        assert got == want  # rosidl messages compare field by field
+        assert len(got.detections) == len(dets) and got.header.stamp.sec == len(dets)
+

@@ -218,6 +218,8 @@ class HRPoseNode(Node):
 
             self._detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
             self._tracked_pub = self.create_publisher(Detection3DArray, "~/tracked", 10)
+            self._detections_msg = rm.Detection3DArrayBuilder(self._keypoints_3d)
+            self._tracked_msg = rm.Detection3DArrayBuilder(self._keypoints_3d)
         except ImportError:
             self.get_logger().warning(
                 "vision_msgs is not installed: ~/detections and ~/tracked are not published"
@@ -429,13 +431,9 @@ class HRPoseNode(Node):
         if self._publish_tf and self._tf_send is not None and frames and header.frame_id:
             self._tf_send([rm.transform_stamped(det, header, frame) for det, frame in frames])
         if self._detections_pub is not None:
-            self._detections_pub.publish(
-                rm.detection3d_array(detections, header, self._keypoints_3d, self._tf_prefix)
-            )
+            self._detections_pub.publish(self._detections_msg.build(detections, header, self._tf_prefix))
         if self._tracked_pub is not None and tracked is not None:
-            self._tracked_pub.publish(
-                rm.detection3d_array(tracked, header, self._keypoints_3d, self._tf_prefix)
-            )
+            self._tracked_pub.publish(self._tracked_msg.build(tracked, header, self._tf_prefix))
         if self._marker_pub.get_subscription_count() > 0:
             self._marker_pub.publish(
                 rm.marker_array(

@@ -47,6 +47,7 @@ __all__ = [
     "SUPPORTED_ENCODINGS",
     "BadInputError",
     "CameraModel",
+    "Detection3DArrayBuilder",
     "array_to_image_msg",
     "camera_from_info",
     "camera_info_msg",
@@ -324,41 +325,71 @@ def cuboid_box(keypoints_3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return kp[Keypoint.CENTROID].copy(), corners.max(axis=0) - corners.min(axis=0)
 
 
+class Detection3DArrayBuilder:
+    """Builds ``vision_msgs/Detection3DArray`` messages in place, frame after frame.
+
+    For each instance: ``results[0].pose`` is the object pose (R, t); ``bbox.center`` is the
+    pose of the cuboid's centre (the object origin need not be its centre); ``bbox.size``
+    the cuboid's extent in metres; ``id`` the instance's TF child frame name.
+
+    Why in place: constructing rosidl message objects (a Detection3D nests a dozen
+    messages, each field checked by its setter) was most of the time a frame's
+    ``~/tracked`` array took (``scripts/bench_tracking.py``). The builder keeps its
+    array and one Detection3D per instance seen so far, and only writes numbers into them.
+    ``build`` returns the builder's own message, which the next ``build`` overwrites:
+    publish it first (rclpy serialises on ``publish``).
+    """
+
+    def __init__(self, keypoints_3d: Mapping[str, np.ndarray]) -> None:
+        from vision_msgs.msg import (  # noqa: PLC0415 (optional: built from .msg files where not installed)
+            Detection3D,
+            Detection3DArray,
+            ObjectHypothesisWithPose,
+        )
+
+        self._detection_type, self._hypothesis_type = Detection3D, ObjectHypothesisWithPose
+        self._boxes = {name: cuboid_box(kp) for name, kp in keypoints_3d.items()}
+        self._array = Detection3DArray()
+        self._items: list[Any] = []
+
+    def _item(self) -> Any:
+        item = self._detection_type()
+        item.results.append(self._hypothesis_type())
+        return item
+
+    def build(self, detections: Sequence[Detection], header: Header, frame_prefix: str = "") -> Any:
+        """The array of ``detections`` (of classes given at construction), stamped ``header``."""
+        while len(self._items) < len(detections):
+            self._items.append(self._item())
+        self._array.header = header
+        if detections:
+            rotations = np.array([d.R for d in detections], dtype=np.float64)
+            quaternions = Rotation.from_matrix(rotations).as_quat()
+            pairs = zip(self._items, instance_frames(detections, frame_prefix), quaternions, strict=False)
+            for item, (det, frame), q in pairs:
+                centre, size = self._boxes[det.class_name]
+                t = np.asarray(det.t, dtype=np.float64).reshape(3)
+                item.header = header
+                hyp = item.results[0]
+                hyp.hypothesis.class_id = str(det.class_name)
+                hyp.hypothesis.score = float(det.confidence)
+                _fill_pose(hyp.pose.pose, q, t)
+                _fill_pose(item.bbox.center, q, det.R @ centre + t)
+                item.bbox.size.x, item.bbox.size.y, item.bbox.size.z = (float(v) for v in size)
+                item.id = frame
+        self._array.detections = self._items[: len(detections)]
+        return self._array
+
+
 def detection3d_array(
     detections: Sequence[Detection],
     header: Header,
     keypoints_3d: Mapping[str, np.ndarray],
     frame_prefix: str = "",
 ) -> Any:
-    """vision_msgs/Detection3DArray: class, score, object pose and oriented box per instance.
-
-    ``results[0].pose`` is the object pose (R, t); ``bbox.center`` is the pose of the
-    cuboid's centre (the object origin need not be its centre); ``bbox.size`` the
-    cuboid's extent in metres; ``id`` the instance's TF child frame name.
-    """
-    from vision_msgs.msg import (  # noqa: PLC0415 (optional: built from .msg files where not installed)
-        Detection3D,
-        Detection3DArray,
-        ObjectHypothesisWithPose,
-    )
-
-    array = Detection3DArray(header=header)
-    if not detections:
-        return array
-    quaternions = Rotation.from_matrix(np.array([d.R for d in detections], dtype=np.float64)).as_quat()
-    for (det, frame), q in zip(instance_frames(detections, frame_prefix), quaternions, strict=True):
-        centre, size = cuboid_box(keypoints_3d[det.class_name])
-        item = Detection3D(header=header)
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = str(det.class_name)
-        hyp.hypothesis.score = float(det.confidence)
-        _fill_pose(hyp.pose.pose, q, det.t)
-        item.results.append(hyp)
-        _fill_pose(item.bbox.center, q, det.R @ centre + np.asarray(det.t, dtype=np.float64).reshape(3))
-        item.bbox.size.x, item.bbox.size.y, item.bbox.size.z = (float(v) for v in size)
-        item.id = frame
-        array.detections.append(item)
-    return array
+    """vision_msgs/Detection3DArray of ``detections``, a new message (see
+    :class:`Detection3DArrayBuilder`, which the node uses to fill one in place)."""
+    return Detection3DArrayBuilder(keypoints_3d).build(detections, header, frame_prefix)
 
 
 def marker_array(
