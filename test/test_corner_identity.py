@@ -1,5 +1,5 @@
 """scripts/corner_identity.py: the corner-identity measure is 100 % for a network that
-outputs the ground truth, and near 0 % when two corner channels of every class swap."""
+outputs the ground truth, and loses the corners whose channels (or offsets) swap."""
 
 from __future__ import annotations
 
@@ -31,16 +31,19 @@ class _Oracle(torch.nn.Module):
         self.dataset, self.swap, self.calls = dataset, swap, 0
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        belief = self.dataset[self.calls]["belief"].clone()
+        sample = self.dataset[self.calls]
+        belief, vectors = sample["belief"].clone(), sample["vectors"].clone()
         self.calls += 1
         if self.swap:
             a, b = self.swap
             for c in range(len(CATALOGUE)):
                 belief[[c * 9 + a, c * 9 + b]] = belief[[c * 9 + b, c * 9 + a]]
-        return {"belief": belief[None]}
+                va, vb = c * 16 + 2 * a, c * 16 + 2 * b
+                vectors[[va, va + 1, vb, vb + 1]] = vectors[[vb, vb + 1, va, va + 1]]
+        return {"belief": belief[None], "vectors": vectors[None]}
 
 
-def _dataset(tmp_path: Path) -> BopPoseDataset:
+def _dataset(tmp_path: Path, **kwargs) -> BopPoseDataset:
     K = scale_intrinsics(LINEMOD_K, 0.5, 0.5)
     rng = np.random.default_rng(4)
     writer = BopSceneWriter(tmp_path / "000000", image_ext="png")
@@ -52,7 +55,7 @@ def _dataset(tmp_path: Path) -> BopPoseDataset:
         ]
         writer.add(im_id, image, K, instances, [np.ones(image.shape[:2], bool)] * 2)
     writer.close()
-    return BopPoseDataset(tmp_path, CATALOGUE, SIZE, 4, sigma=1.0)
+    return BopPoseDataset(tmp_path, CATALOGUE, SIZE, 4, sigma=1.0, **kwargs)
 
 
 def test_identity_is_full_for_the_ground_truth_and_lost_when_corners_swap(tmp_path: Path) -> None:
@@ -63,3 +66,15 @@ def test_identity_is_full_for_the_ground_truth_and_lost_when_corners_swap(tmp_pa
     swapped = corner_identity_script.corner_identity(_Oracle(dataset, swap=(0, 7)), dataset, images=3)
     # corners 0 and 7 (opposite corners) now win in each other's channel: 2 of 8 corners lost
     assert abs(swapped["corner_identity"] - 0.75) < 0.1
+
+
+def test_offset_identity_is_full_for_the_ground_truth_and_lost_when_offsets_swap(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path, vector_field="corner_offsets")
+    right = corner_identity_script.corner_identity(_Oracle(dataset), dataset, images=3)
+    assert right["offset_identity"] == 1.0 and right["offset_corners"] == 48
+    assert right["offset_error_median_px"] < 1e-3
+    swapped = corner_identity_script.corner_identity(_Oracle(dataset, swap=(0, 7)), dataset, images=3)
+    assert swapped["offset_identity"] == 0.75 and swapped["offset_error_median_px"] < 1e-3
+    assert "offset_identity" not in corner_identity_script.corner_identity(
+        _Oracle(_dataset(tmp_path / "paper")), _dataset(tmp_path / "paper"), images=3
+    )

@@ -416,4 +416,3 @@ def test_the_in_place_builder_gives_each_frame_exactly_a_new_arrays_content():
         want = rm.detection3d_array(dets, header, {"box": BOX}, "p/")
         assert got == want  # rosidl messages compare field by field
         assert len(got.detections) == len(dets) and got.header.stamp.sec == len(dets)
-

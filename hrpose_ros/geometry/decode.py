@@ -32,7 +32,7 @@ from hrpose_ros.geometry.targets import (
     to_input_coords,
 )
 
-__all__ = ["DecodeError", "DecodeParams", "Instance", "decode", "find_peaks"]
+__all__ = ["DecodeError", "DecodeParams", "Instance", "decode", "find_peaks", "offset_corners"]
 
 # 8-neighbourhood; a peak must be > the neighbours before it in raster order and >= the
 # ones after it, so a plateau of equal values gives one peak, not several.
@@ -364,9 +364,17 @@ _CROSS = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])
 nearest pixel is the peak, inside the training disc of ``corner_offsets`` (radius >= 2)."""
 
 
-def _offset_corners(vectors: np.ndarray, cls: np.ndarray, ij: np.ndarray, scale: float) -> np.ndarray:
-    """(Q, 8, 2) corners placed by the offsets around each centroid peak, output pixels:
-    the mean over the peak pixel and its 4 neighbours of ``pixel + scale * offset``."""
+def offset_corners(vectors: np.ndarray, cls: np.ndarray, ij: np.ndarray, scale: float) -> np.ndarray:
+    """(Q, 8, 2) corners that ``corner_offsets`` fields place around Q centroid pixels.
+
+    Args:
+        vectors: (C*16, h, w) offsets; cls: (Q,) class of each centroid; ij: (Q, 2)
+            integer (row, col) of each centroid; scale: output pixels per offset unit.
+
+    Returns:
+        Output pixels: the mean over the pixel and its 4 neighbours of ``pixel + scale *
+        offset`` (the decoder's placement; ``scripts/corner_identity.py`` measures it).
+    """
     _, h, w = vectors.shape
     ny = np.clip(ij[:, 0, None] + _CROSS[:, 0], 0, h - 1)  # (Q, 5)
     nx = np.clip(ij[:, 1, None] + _CROSS[:, 1], 0, w - 1)
@@ -415,7 +423,7 @@ def _decode_offsets(
     centroids = np.flatnonzero(k_of == Keypoint.CENTROID)
     corners = np.flatnonzero(k_of < NUM_CORNERS)
     cls = cls_of[centroids]
-    placed = _offset_corners(vectors, cls, peaks.ij[centroids], scale)  # (Q, 8, 2)
+    placed = offset_corners(vectors, cls, peaks.ij[centroids], scale)  # (Q, 8, 2)
     kps = np.empty((len(centroids), NUM_KEYPOINTS, 2))
     scores = np.empty((len(centroids), NUM_KEYPOINTS))
     kps[:, Keypoint.CENTROID] = peaks.xy[centroids]
