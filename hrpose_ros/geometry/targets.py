@@ -154,18 +154,13 @@ def vector_fields(  # noqa: PLR0917  (positional signature of docs/architecture.
     length = np.linalg.norm(direction, axis=-1)
     valid = np.isfinite(length) & (length > 1e-9)
     unit = np.where(valid[..., None], direction / np.where(valid, length, 1.0)[..., None], 0.0)
-    # Each corner only touches a (2r+1)^2 window; a per-channel distance buffer lets the
-    # nearer corner win where two instances of one class overlap (first one on ties).
     nearest_d2: dict[int, np.ndarray] = {}
     for m, k in zip(*np.nonzero(valid), strict=True):
-        window = _window(xy[m, k], radius, h, w)
-        if window is None:
-            continue
-        (y0, y1, x0, x1), d2 = window
         channel = int(cls[m]) * NUM_CORNERS + int(k)
-        best = nearest_d2.setdefault(channel, np.full((h, w), np.inf))[y0:y1, x0:x1]
-        take = (d2 <= radius**2) & (d2 < best)
-        best[take] = d2[take]
+        claimed = _claim_disc(nearest_d2, channel, xy[m, k], radius, (h, w))
+        if claimed is None:
+            continue
+        (y0, y1, x0, x1), take = claimed
         out[2 * channel, y0:y1, x0:x1][take] = unit[m, k, 0]
         out[2 * channel + 1, y0:y1, x0:x1][take] = unit[m, k, 1]
     return out
@@ -206,20 +201,37 @@ def corner_offsets(  # noqa: PLR0917  (the signature of vector_fields, plus the 
     out = np.zeros((num_classes * VECTOR_CHANNELS_PER_CLASS, h, w), dtype=np.float32)
     nearest_d2: dict[int, np.ndarray] = {}
     for m in np.flatnonzero(np.all(np.isfinite(xy), axis=(1, 2))):
-        window = _window(xy[m, Keypoint.CENTROID], radius, h, w)
-        if window is None:
-            continue
-        (y0, y1, x0, x1), d2 = window
         c = int(cls[m])
-        best = nearest_d2.setdefault(c, np.full((h, w), np.inf))[y0:y1, x0:x1]
-        take = (d2 <= radius**2) & (d2 < best)
-        best[take] = d2[take]
+        claimed = _claim_disc(nearest_d2, c, xy[m, Keypoint.CENTROID], radius, (h, w))
+        if claimed is None:
+            continue
+        (y0, y1, x0, x1), take = claimed
         px, py = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
         block = out[c * VECTOR_CHANNELS_PER_CLASS : (c + 1) * VECTOR_CHANNELS_PER_CLASS, y0:y1, x0:x1]
         for k in range(NUM_CORNERS):
             block[2 * k][take] = ((xy[m, k, 0] - px) / scale)[take]
             block[2 * k + 1][take] = ((xy[m, k, 1] - py) / scale)[take]
     return out
+
+
+def _claim_disc(
+    nearest_d2: dict[int, np.ndarray], key: int, center: np.ndarray, radius: float, hw: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The window around ``center`` and the mask of its pixels within ``radius`` that are
+    nearer to it than to any centre claimed before under ``key`` (a channel or a class).
+
+    Why: a disc only touches a (2r+1)^2 window, and a per-key buffer of squared distances
+    (``nearest_d2``, updated here) lets the nearer instance win where two of one class
+    overlap, the first one on ties.
+    """
+    window = _window(center, radius, *hw)
+    if window is None:
+        return None
+    (y0, y1, x0, x1), d2 = window
+    best = nearest_d2.setdefault(key, np.full(hw, np.inf))[y0:y1, x0:x1]
+    take = (d2 <= radius**2) & (d2 < best)
+    best[take] = d2[take]
+    return (y0, y1, x0, x1), take
 
 
 def _window(
