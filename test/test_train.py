@@ -106,6 +106,31 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
+def test_channels_last_trains_the_same_network(scene, tmp_path) -> None:
+    """The memory order is a speed setting: the same loss, and after one step the same
+    weights to rounding (SGD, whose step is the gradient itself; Adam turns rounding noise
+    in near-zero gradients into lr-sized steps, see test_distributed.py)."""
+    runs, losses = {}, {}
+    sgd = OptimConfig(name="sgd", lr=0.05)
+    for channels_last in (False, True):
+        cfg = _config(scene, tmp_path / str(channels_last), channels_last=channels_last, optim=sgd)
+        trainer = _trainer(cfg)
+        conv = trainer.model.head[0][0].weight  # a 3x3 convolution
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        batch = next(iter(trainer.train_loader))
+        losses[channels_last] = trainer.train_step(batch)["total"]
+        runs[channels_last] = _weights(trainer)
+    floats = [k for k, v in runs[False].items() if v.is_floating_point()]
+    moved = max((runs[True][k] - runs[False][k]).abs().max().item() for k in floats)
+    change = max(
+        (runs[False][k] - w).abs().max().item()
+        for k, w in _weights(_trainer(_config(scene, tmp_path / "init", optim=sgd))).items()
+        if w.is_floating_point()
+    )
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+    assert moved < 1e-4 * change, (moved, change)
+
+
 @pytest.mark.parametrize(
     ("stop_after", "workers"),
     [(3, 1), (4, 1), (5, 0)],

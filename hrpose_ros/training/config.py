@@ -162,6 +162,11 @@ class TrainConfig:
     """Steps between TensorBoard scalar writes."""
     overlay_every: int = 1
     """Epochs between TensorBoard sample overlays (0: never)."""
+    channels_last: bool = True
+    """Keep the network's weights and input images in channels-last memory order (NHWC).
+    Why: oneDNN's convolutions run faster on it; on the 2-core CPU a Lite0 step of 16 crops
+    of 160x160 took 222 ms against 351 ms (bf16 autocast and torch.compile were slower;
+    README). The network computes the same function and gradients, to rounding."""
     batch_norm: str = "batch"
     """``batch``: each BatchNorm normalises by its own batch (per rank under torchrun), as
     usual; ``sync``: SyncBatchNorm, the statistics of the global batch over all ranks (CUDA

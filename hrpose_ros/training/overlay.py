@@ -19,6 +19,7 @@ from hrpose_ros.geometry.decode import DecodeParams, decode
 from hrpose_ros.geometry.draw import draw_cuboid
 from hrpose_ros.geometry.objects import Catalogue
 from hrpose_ros.geometry.pnp import solve_instance_pose
+from hrpose_ros.geometry.targets import DEFAULT_OFFSET_SCALE, TO_CENTROID
 from hrpose_ros.network.model import OUTPUT_STRIDE
 from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 
@@ -42,6 +43,8 @@ def draw_predictions(
     *,
     gt_keypoints: Sequence[np.ndarray] = (),
     params: DecodeParams | None = None,
+    vector_field: str = TO_CENTROID,
+    offset_scale: float = DEFAULT_OFFSET_SCALE,
 ) -> np.ndarray:
     """Draw ground-truth keypoints (white) and decoded + PnP poses (class colour) on a copy of ``rgb``.
 
@@ -51,11 +54,21 @@ def draw_predictions(
         K: (3, 3) intrinsics of the network-input image.
         catalogue: classes in channel order (3D keypoints, colours).
         gt_keypoints: (9, 2) ground-truth keypoints per instance, input pixels.
+        vector_field, offset_scale: what ``vectors`` holds (``geometry.targets``).
     """
     canvas = rgb.copy()
     for kp in gt_keypoints:
         draw_cuboid(canvas, kp, (255, 255, 255), thickness=1)
-    for inst in decode(belief, vectors, len(catalogue), params or DecodeParams(), stride=OUTPUT_STRIDE):
+    found = decode(
+        belief,
+        vectors,
+        len(catalogue),
+        params or DecodeParams(),
+        stride=OUTPUT_STRIDE,
+        vector_field=vector_field,
+        offset_scale=offset_scale,
+    )
+    for inst in found:
         obj = catalogue[inst.class_index]
         pose = solve_instance_pose(inst, obj.keypoints, K)
         if pose is None:
@@ -84,6 +97,8 @@ def sample_overlays(
                 np.asarray(item["K"], dtype=np.float64),
                 catalogue,
                 gt_keypoints=[kp for kp in gt if np.isfinite(kp).any()],
+                vector_field=getattr(dataset, "vector_field", TO_CENTROID),
+                offset_scale=getattr(dataset, "offset_scale", DEFAULT_OFFSET_SCALE),
             )
         )
     return images

@@ -244,8 +244,11 @@ def _autocast(device: torch.device, enabled: bool) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.float16)
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    if channels_last:
+        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+    return out
 
 
 class Trainer:
@@ -300,6 +303,10 @@ class Trainer:
             frozen = self.model.freeze_backbone_before(cfg.freeze_backbone_before)
             _log.info("froze %d backbone tensors before %s", frozen, cfg.freeze_backbone_before)
         self.model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            if teacher is not None:
+                teacher.to(memory_format=torch.channels_last)
         if self.dist.distributed:  # same initial weights everywhere, then a random stream per rank
             seed_everything(cfg.seed + self.dist.rank)
         self.ddp = self._wrap_model()
@@ -531,7 +538,7 @@ class Trainer:
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step on one batch; returns the loss terms. Raises on a NaN/inf loss."""
-        batch = _to_device(batch, self.device)
+        batch = _to_device(batch, self.device, self.cfg.channels_last)
         teacher_out = self._teacher_outputs(batch["image"])
         with _autocast(self.device, self.use_amp):
             out = self.ddp(batch["image"])
@@ -624,7 +631,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         for raw in self.val_loader:
-            batch = _to_device(raw, self.device)
+            batch = _to_device(raw, self.device, self.cfg.channels_last)
             with _autocast(self.device, self.use_amp):
                 out = self.model(batch["image"])
             belief, vectors = _targets(batch, self.cfg, len(self.catalogue))
