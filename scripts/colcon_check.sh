@@ -5,6 +5,12 @@
 # install/: the console scripts in lib/hrpose_ros/ (where `ros2 launch` / launch_ros look
 # for executables), package.xml, launch/ and config/ in share/hrpose_ros/, and the ament
 # index marker. It builds twice: plain, and with --symlink-install (as the README suggests).
+# Where a model bundle ships (models/hrpose_student.json), it also starts the installed
+# node the way `ros2 launch hrpose_ros pose.launch.py` does with its default arguments
+# (the package's config/hrpose.yaml, then model:=share/.../models/hrpose_student.json and
+# backend:=auto, topics remapped to image_raw / camera_info) and checks that it loads the
+# model and stays up: `launch` and `launch_ros` are not on PyPI, so this is the launch
+# file's command line, run by hand (test_launch_file.py checks the file says the same).
 # The workspace is deleted afterwards unless KEEP_WS=1.
 #
 # Usage: scripts/colcon_check.sh   (environment: VENV, default .venv; KEEP_WS=1 to keep it)
@@ -88,8 +94,38 @@ check_install() {  # check_install INSTALL_PREFIX_OF_HRPOSE_ROS
   done
 }
 
+launch_default() {  # launch_default INSTALL_PREFIX_OF_HRPOSE_ROS: the node as pose.launch.py starts it
+  local INSTALL="$1" share="$1/share/hrpose_ros" out="$WS/launch_default.log" pid alive=0
+  log "starting lib/hrpose_ros/hrpose_node as pose.launch.py does with its defaults"
+  ROS_DOMAIN_ID=$((RANDOM % 100 + 100)) ROS_LOCALHOST_ONLY=1 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
+    "$INSTALL/lib/hrpose_ros/hrpose_node" --ros-args -r __node:=hrpose_node \
+    --params-file "$share/config/hrpose.yaml" \
+    -p "model:=$share/models/hrpose_student.json" -p backend:=auto \
+    -r image:=image_raw -r camera_info:=camera_info >"$out" 2>&1 </dev/null &
+  pid=$!
+  for _ in $(seq 1 120); do
+    grep -q "ready: model" "$out" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  sleep 5
+  kill -0 "$pid" 2>/dev/null && grep -q "ready: model $share/models/hrpose_student.json" "$out" && alive=1
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  ((alive == 1)) || { cat "$out" >&2; fail "the node with the launch file's defaults did not load the shipped model and stay up"; }
+  log "ok       the node with pose.launch.py's defaults loaded models/hrpose_student.json and stayed up: $(grep -o 'ready: .*' "$out")"
+}
+
+if [[ -e "$ROOT/models/hrpose_student.json" ]]; then
+  expected+=("share/hrpose_ros/models/hrpose_student.json" "share/hrpose_ros/models/hrpose_student.onnx")
+fi
 colcon_build copy
 check_install "$WS/copy/install/hrpose_ros"
+if [[ -e "$ROOT/models/hrpose_student.json" ]]; then
+  launch_default "$WS/copy/install/hrpose_ros"
+else
+  log "no models/hrpose_student.json: the node start with the launch defaults is not checked"
+fi
 colcon_build symlink --symlink-install
 check_install "$WS/symlink/install/hrpose_ros"
 log "PASS: colcon build (plain and --symlink-install) installs ${#scripts[@]} console scripts into lib/hrpose_ros/"
