@@ -57,12 +57,18 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="training BOP folder")
     parser.add_argument("--objects", default="config/objects.yaml")
     parser.add_argument("--arm", action="append", type=_arm, required=True, help="VARIANT:CROP:BATCH")
-    parser.add_argument("--input", type=int, nargs=2, default=(384, 288), metavar=("W", "H"))
+    parser.add_argument("--input", type=int, nargs=2, default=(448, 352), metavar=("W", "H"))
     parser.add_argument("--teacher", default=None, help="frozen teacher variant (distillation cost)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    parser.add_argument(
+        "--memory-format",
+        choices=("channels_last", "contiguous", "both"),
+        default="channels_last",
+        help="memory order of weights and images (TrainConfig.channels_last); both: each arm twice",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = TrainConfig(
@@ -81,14 +87,20 @@ def main() -> None:
         optim=OptimConfig(lr=1e-3),
         loss=LossConfig(peak_weight=20.0),
     )
-    print(f"{'arm':32s} {'images/s':>9s}   ({args.threads} threads, {args.workers} loader workers)")
+    print(f"{'arm':38s} {'images/s':>9s}   ({args.threads} threads, {args.workers} loader workers)")
+    formats = {"channels_last": (True,), "contiguous": (False,), "both": (False, True)}[args.memory_format]
     with tempfile.TemporaryDirectory() as out:
         for variant, crop, batch in args.arm:
-            data = replace(base.data, crop_width=crop, crop_height=crop)
-            cfg = replace(base, model=variant, batch_size=batch, out_dir=out, data=data)
-            rate = measure(cfg, args.steps, args.warmup, args.teacher)
-            size = f"crop {crop}" if crop else f"{args.input[0]}x{args.input[1]}"
-            print(f"{variant + ', ' + size + ', batch ' + str(batch):32s} {rate:9.1f}", flush=True)
+            for channels_last in formats:
+                data = replace(base.data, crop_width=crop, crop_height=crop)
+                cfg = replace(
+                    base, model=variant, batch_size=batch, out_dir=out, data=data, channels_last=channels_last
+                )
+                rate = measure(cfg, args.steps, args.warmup, args.teacher)
+                size = f"crop {crop}" if crop else f"{args.input[0]}x{args.input[1]}"
+                order = "NHWC" if channels_last else "NCHW"
+                name = f"{variant}, {size}, batch {batch}, {order}"
+                print(f"{name:38s} {rate:9.1f}", flush=True)
 
 
 if __name__ == "__main__":
