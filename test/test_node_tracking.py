@@ -30,6 +30,7 @@ from node_fixtures import (  # noqa: E402
 from node_fixtures import domain_id as _domain_id  # noqa: E402
 
 from hrpose_ros.ros.player import frame_messages  # noqa: E402
+from hrpose_ros.ros.stamp_matcher import stamp_to_ns  # noqa: E402
 from hrpose_ros.runtime.tracking import TrackerParams  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -121,3 +122,37 @@ def test_tracking_parameters_are_live_and_checked(node, observer):
     )
     assert "parameters updated: tracking_pose_gain=0.5" in node.text()
     assert node.proc.poll() is None
+
+
+def test_markers_sit_where_the_tf_frames_are(node, observer, good_frame):
+    """rviz cuboids follow the tracks: none for a new object until its track is confirmed."""
+    from visualization_msgs.msg import Marker, MarkerArray  # noqa: PLC0415
+
+    kept: dict[int, list] = {}
+
+    def keep(msg: MarkerArray) -> None:
+        stamp = msg.markers[0].header.stamp
+        kept[stamp_to_ns(stamp.sec, stamp.nanosec)] = list(msg.markers)
+
+    sub = observer.node.create_subscription(MarkerArray, f"{observer.node_ns}/markers", keep, 100)
+    try:
+        assert wait_for(lambda: sub.get_publisher_count() >= 1, 10.0)
+        time.sleep(0.5)  # the node publishes markers only once it sees a subscriber
+        assert all(r.successful for r in observer.set_parameters(tracking=False))
+        assert all(r.successful for r in observer.set_parameters(tracking=True))  # a fresh tracker
+        stamps = _play(observer, good_frame, MIN_HITS)
+        assert wait_for(lambda: all(s in kept for s in stamps), 5.0), "no ~/markers for the frames"
+
+        def cuboids(stamp: int) -> list:
+            return [m for m in kept[stamp] if m.type == Marker.LINE_LIST]
+
+        for stamp in stamps[: MIN_HITS - 1]:
+            assert observer.detections[stamp].detections  # the network found objects ...
+            assert kept[stamp][0].action == Marker.DELETEALL
+            assert cuboids(stamp) == []  # ... but no track is confirmed yet, so TF shows none
+        tracked = _tracked(observer, stamps[-1])
+        drawn = sorted(round(m.pose.position.z, 6) for m in cuboids(stamps[-1]))
+        assert drawn == sorted(round(d.results[0].pose.pose.position.z, 6) for d in tracked.values())
+        assert drawn  # the confirmed tracks are drawn
+    finally:
+        observer.node.destroy_subscription(sub)

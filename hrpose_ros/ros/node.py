@@ -417,7 +417,11 @@ class HRPoseNode(Node):
 
     def _publish(self, r: _Result) -> None:
         """Everything of one frame: poses (best track, or best detection without tracking), TF,
-        ~/detections, ~/tracked, and the markers and overlay when someone listens."""
+        ~/detections, ~/tracked, and the markers and overlay when someone listens.
+
+        The markers sit where the TF frames are (tracked poses when TF names tracks); the overlay
+        draws the network's own per-frame detections, the ones ~/detections carries.
+        """
         detections, header = r.detections, r.header
         tracked = None if r.tracks is None else [trk.as_detection() for trk in r.tracks]
         best: dict[str, Any] = {}
@@ -425,9 +429,9 @@ class HRPoseNode(Node):
             best.setdefault(det.class_name, det)
         for det in best.values():
             self._pose_pubs[det.class_name].publish(rm.pose_stamped(det, header))
-        frames = rm.instance_frames(
-            tracked if tracked is not None and self._tf_frames == "tracks" else detections, self._tf_prefix
-        )
+        # TF and the rviz markers show the same poses: the tracks' filtered ones, or per frame.
+        shown = tracked if tracked is not None and self._tf_frames == "tracks" else detections
+        frames = rm.instance_frames(shown, self._tf_prefix)
         if self._publish_tf and self._tf_send is not None and frames and header.frame_id:
             self._tf_send([rm.transform_stamped(det, header, frame) for det, frame in frames])
         if self._detections_pub is not None:
@@ -437,7 +441,7 @@ class HRPoseNode(Node):
         if self._marker_pub.get_subscription_count() > 0:
             self._marker_pub.publish(
                 rm.marker_array(
-                    detections, header, self._keypoints_3d, colors=self._colors(), meshes=self._meshes()
+                    shown, header, self._keypoints_3d, colors=self._colors(), meshes=self._meshes()
                 )
             )
         if self._overlay_pub.get_subscription_count() > 0:
