@@ -19,7 +19,6 @@ from hrpose_ros.data.synthetic import (
     SynthError,
     generate_dataset,
     main,
-    random_rotation,
 )
 from hrpose_ros.geometry.camera import project_points, scale_intrinsics
 from hrpose_ros.geometry.objects import load_catalogue, load_mesh_points
@@ -254,6 +253,25 @@ def test_cli_width_and_height_scale_the_camera_intrinsics(tmp_path):
     assert cv2.imread(str(image.rgb_path)).shape == (240, 320, 3)
 
 
+def test_cli_upright_prior_stands_every_object_on_one_table_per_image(tmp_path):
+    yaml_path = tmp_path / "objects.yaml"
+    yaml_path.write_text(
+        "objects:\n  - {name: box, id: 3, bbox_min: [-0.04, -0.03, -0.02], bbox_size: [0.08, 0.06, 0.04],"
+        " diameter: 0.108, symmetric: false, color: [1, 0, 0]}\n"
+    )
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--num-images", "3", "--catalogue", str(yaml_path), "--width", "160"]
+    argv += ["--height", "120", "--objects-per-image", "2", "3", "--distractors", "0", "0"]
+    argv += ["--pose-prior", "upright", "--elevation", "30", "30", "--camera-roll", "0", "--tilt", "0"]
+    assert main(argv) == 0
+    up = [0.0, -np.cos(np.pi / 6), -np.sin(np.pi / 6)]  # the table's normal, 30 degrees below level
+    rotations = [inst.R for image in read_dataset(out / "train_synt") for inst in image.instances]
+    assert len(rotations) >= 6
+    for R in rotations:
+        np.testing.assert_allclose(R[:, 2], up, atol=1e-5)  # the object's z stands on the normal
+    assert np.ptp([np.arctan2(R[0, 0], R[2, 0]) for R in rotations]) > 0.5  # turned differently
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not LMO_DIR.is_dir(), reason=f"LM-O meshes not found at {LMO_DIR}")
 @pytest.mark.parametrize("mode", ["render", "cut_paste"])
@@ -285,14 +303,6 @@ def test_mesh_less_catalogue_objects_are_rendered_as_their_cuboids():
     ys, xs = np.nonzero(s.masks_all[0])
     assert len(xs) > 30
     np.testing.assert_allclose([xs.mean(), ys.mean()], _hull_centroid(uv), atol=1.0)
-
-
-def test_random_rotations_are_proper_and_spread():
-    rng = np.random.default_rng(0)
-    Rs = np.array([random_rotation(rng) for _ in range(500)])
-    np.testing.assert_allclose(Rs @ Rs.transpose(0, 2, 1), np.broadcast_to(np.eye(3), Rs.shape), atol=1e-12)
-    np.testing.assert_allclose(np.linalg.det(Rs), 1.0, atol=1e-12)
-    np.testing.assert_allclose(Rs.mean(axis=0), 0.0, atol=0.1)  # uniform on SO(3) has zero mean
 
 
 def test_bad_config_is_named():

@@ -291,6 +291,31 @@ def test_resume_refuses_another_model(scene, tmp_path) -> None:
         other.resume(trainer.checkpoint_path)
 
 
+def test_init_checkpoint_starts_from_the_weights_with_a_fresh_schedule(scene, tmp_path) -> None:
+    source = _trainer(_config(scene, tmp_path / "a", max_steps=3))
+    source.fit()
+    path = source.checkpoint_path
+    started = _trainer(_config(scene, tmp_path / "b", init_checkpoint=str(path)))
+    a, b = _weights(source), _weights(started)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # every tensor: backbone, head, BN statistics
+    assert started.global_step == 0 and started.epoch == 0 and not started.optimizer.state
+    fresh = _weights(_trainer(_config(scene, tmp_path / "c")))
+    assert not all(torch.equal(a[k], fresh[k]) for k in a)  # control: without it, other weights
+    with pytest.raises(TrainingError, match="vector_field 'to_centroid'"):
+        _trainer(
+            _config(
+                scene,
+                tmp_path / "d",
+                init_checkpoint=str(path),
+                data=replace(_config(scene, tmp_path).data, vector_field="corner_offsets"),
+            )
+        )
+    with pytest.raises(TrainingError, match="variant 'hrpose_tiny'"):
+        _trainer(_config(scene, tmp_path / "e", model="hrpose_student", init_checkpoint=str(path)))
+    assert _parse_args(["student", "--init", str(path)]).init == str(path)
+    assert f"init_checkpoint={path}" in _overrides(_parse_args(["student", "--init", str(path)]))
+
+
 def test_learning_rate_halves_every_step_epochs(scene, tmp_path) -> None:
     cfg = _config(scene, tmp_path, epochs=5, limit_batches=1, optim=OptimConfig(lr=1e-3, lr_step_epochs=2))
     history = _trainer(cfg).fit()

@@ -1,9 +1,10 @@
 """Synthetic training data: rendered and cut-and-paste images in the BOP layout.
 
 The models are judged on real photographs the project does not have, so the
-generator randomises what a real camera would vary: object pose (full rotation,
-0.35-1.5 m, anywhere in the frame), lighting direction/intensity/colour, object colour,
-backgrounds (procedural or the user's photos), distractors, occlusion, blur and noise.
+generator randomises what a real camera would vary: object pose (any rotation, or
+standing on a table: ``data.pose_priors``; 0.35-1.5 m, anywhere in the frame), lighting
+direction/intensity/colour, object colour, backgrounds (procedural or the user's photos),
+distractors, occlusion, blur and noise.
 Two image kinds, as in the paper:
 
 - ``render``: all objects in one OpenGL scene, occlusion from the depth test.
@@ -39,6 +40,7 @@ import numpy as np
 from hrpose_ros.data import bop, shards
 from hrpose_ros.data.augment import add_noise, color_jitter, gaussian_blur
 from hrpose_ros.data.backgrounds import BackgroundSource, list_images
+from hrpose_ros.data.pose_priors import POSE_PRIORS, UP_AXES, PosePrior, random_rotation
 from hrpose_ros.geometry.camera import check_intrinsics, intrinsics_matrix, scale_intrinsics
 from hrpose_ros.geometry.keypoints import Keypoint
 from hrpose_ros.geometry.objects import MESH_UNITS, Catalogue, ObjectSpec, load_catalogue
@@ -46,6 +48,7 @@ from hrpose_ros.geometry.objects import MESH_UNITS, Catalogue, ObjectSpec, load_
 __all__ = [
     "LINEMOD_K",
     "MODES",
+    "PosePrior",
     "SceneGenerator",
     "SynthConfig",
     "SynthError",
@@ -81,6 +84,8 @@ class SynthConfig:
         objects_per_image: (min, max) annotated objects per image.
         distractors_per_image: (min, max) unannotated distractors per image.
         distance_m: (min, max) camera distance of object centres, metres.
+        pose_prior: how object rotations are drawn (``data.pose_priors``); distractors
+            always take any rotation.
         light_intensity, ambient: (min, max) of the random light's strength and of the
             ambient term; a held-out test set shifts them to see lighting the training
             never had.
@@ -106,6 +111,7 @@ class SynthConfig:
     objects_per_image: tuple[int, int] = (1, 4)
     distractors_per_image: tuple[int, int] = (0, 4)
     distance_m: tuple[float, float] = (0.35, 1.5)
+    pose_prior: PosePrior = field(default_factory=PosePrior)
     light_intensity: tuple[float, float] = (0.5, 1.4)
     ambient: tuple[float, float] = (0.2, 0.55)
     margin_fraction: float = 0.05
@@ -170,14 +176,6 @@ class SyntheticSample:
     depth: np.ndarray | None
     mode: str
     extras: dict = field(default_factory=dict)
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """Uniformly distributed rotation (normalised Gaussian quaternion), (3, 3)."""
-    from scipy.spatial.transform import Rotation  # noqa: PLC0415
-
-    w, x, y, z = rng.normal(size=4)  # drawn in this order so a seed gives the same scenes as before
-    return Rotation.from_quat([x, y, z, w]).as_matrix()
 
 
 def _distractor_meshes(rng: np.random.Generator, count: int = 12) -> list:
@@ -278,14 +276,17 @@ class SceneGenerator:
         images = list_images(config.background_dir) if config.background_dir else []
         self.backgrounds = BackgroundSource(images, config.background_image_prob)
 
-    def _place(self, rng: np.random.Generator, center_obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Random pose with the object's box centre at a random pixel and distance."""
+    def _place(
+        self, rng: np.random.Generator, center_obj: np.ndarray, table: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Random pose with the object's box centre at a random pixel and distance; its
+        rotation from the pose prior in the image's ``table`` frame (None: any rotation)."""
         cfg = self.config
         m = cfg.margin_fraction
         u = rng.uniform(m * cfg.width, (1 - m) * cfg.width)
         v = rng.uniform(m * cfg.height, (1 - m) * cfg.height)
         z = rng.uniform(*cfg.distance_m)
-        R = random_rotation(rng)
+        R = cfg.pose_prior.draw(rng, table)
         center_cam = z * np.linalg.solve(self.K, np.array([u, v, 1.0]))
         return R, center_cam - R @ center_obj
 
@@ -293,13 +294,14 @@ class SceneGenerator:
         from hrpose_ros.data.render import RenderItem  # noqa: PLC0415
 
         cfg = self.config
+        table = cfg.pose_prior.draw_scene(rng)  # one camera over one table per image
         n_obj = int(rng.integers(cfg.objects_per_image[0], cfg.objects_per_image[1] + 1))
         n_dis = int(rng.integers(cfg.distractors_per_image[0], cfg.distractors_per_image[1] + 1))
         g = cfg.color_gain
         targets, distractors = [], []
         for idx in rng.integers(len(self.targets), size=n_obj):
             spec = self.targets[int(idx)]
-            R, t = self._place(rng, spec.keypoints[Keypoint.CENTROID])
+            R, t = self._place(rng, spec.keypoints[Keypoint.CENTROID], table)
             gain = tuple(rng.uniform(1 - g, 1 + g, 3).tolist())
             targets.append((spec, RenderItem(spec.name, R, t, gain)))
         for idx in rng.integers(len(self.distractor_keys), size=n_dis):
@@ -581,6 +583,42 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             flag, type=kind, nargs=2, default=default, metavar=metavar, help=f"{text} (default {default})"
         )
+    prior = d.pose_prior
+    p.add_argument(
+        "--pose-prior",
+        choices=POSE_PRIORS,
+        default=prior.kind,
+        help="object rotations: any (uniform), or upright on a table seen from above "
+        f"(data/pose_priors.py; default {prior.kind})",
+    )
+    p.add_argument(
+        "--elevation",
+        type=float,
+        nargs=2,
+        default=prior.elevation_deg,
+        metavar=("MIN_DEG", "MAX_DEG"),
+        help=f"upright: camera elevation above the table (default {prior.elevation_deg})",
+    )
+    p.add_argument(
+        "--camera-roll",
+        type=float,
+        default=prior.camera_roll_deg,
+        metavar="DEG",
+        help=f"upright: max camera roll about its optical axis (default {prior.camera_roll_deg})",
+    )
+    p.add_argument(
+        "--tilt",
+        type=float,
+        default=prior.tilt_deg,
+        metavar="DEG",
+        help=f"upright: max lean of an object's up axis from the table normal (default {prior.tilt_deg})",
+    )
+    p.add_argument(
+        "--up-axis",
+        choices=UP_AXES,
+        default=prior.up_axis,
+        help=f"upright: the object-frame axis that points up when it stands (default {prior.up_axis})",
+    )
     p.add_argument("--max-faces", type=int, default=d.max_faces, help="decimate meshes above this (0: never)")
     p.add_argument("--image-ext", choices=("jpg", "png"), default=d.image_ext)
     p.add_argument("--depth", action="store_true", help="also write depth/ images")
@@ -629,6 +667,9 @@ def _generate(args: argparse.Namespace) -> int:
     config = SynthConfig(
         mode=args.mode,
         distance_m=tuple(args.distance),
+        pose_prior=PosePrior(
+            args.pose_prior, tuple(args.elevation), args.camera_roll, args.tilt, args.up_axis
+        ),
         objects_per_image=tuple(args.objects_per_image),
         distractors_per_image=tuple(args.distractors),
         light_intensity=tuple(args.light_intensity),

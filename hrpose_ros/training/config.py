@@ -137,6 +137,10 @@ class TrainConfig:
     teacher_checkpoint: str = ""
     pretrained: str = ""
     """``imagenet`` (the variant's packaged weights), a local timm checkpoint, or empty."""
+    init_checkpoint: str = ""
+    """A training checkpoint whose network weights (backbone and head) start this run, e.g. to
+    fine-tune on new data; optimiser, schedule and counters start afresh (``--resume``
+    continues them instead). Same variant, classes and kind of vector field."""
     freeze_backbone_before: str = ""
     """Freeze the backbone's parameters registered before this module (e.g. ``blocks.2``:
     the stem and the stride-2/4 blocks of EfficientNet-Lite), BatchNorms included; empty:

@@ -298,6 +298,8 @@ class Trainer:
         self.use_amp = cfg.amp and self.device.type == "cuda"
         seed_everything(cfg.seed)
         self.model = create_model(cfg.model, len(catalogue), pretrained_path=cfg.pretrained or None)
+        if cfg.init_checkpoint:
+            self._init_from(cfg.init_checkpoint)
         self._configure_batch_norm()
         if cfg.freeze_backbone_before:
             frozen = self.model.freeze_backbone_before(cfg.freeze_backbone_before)
@@ -344,6 +346,22 @@ class Trainer:
         self._start_epoch_rng()
         self.history: list[dict[str, float]] = []
         self._writer: Any = None
+
+    def _init_from(self, path: str | Path) -> None:
+        """Start from the network weights of another run (``init_checkpoint``), nothing else."""
+        state = load_checkpoint(path)
+        info = state.get("model_info", {})
+        want = {
+            "variant": self.cfg.model,
+            "classes": list(self.catalogue.names),
+            "vector_field": self.cfg.data.vector_field,
+        }
+        have = {key: info.get(key) for key in want}
+        if have != want:
+            differ = ", ".join(f"{k} {have[k]!r} (this run: {want[k]!r})" for k in want if have[k] != want[k])
+            raise TrainingError(f"init_checkpoint {path} does not fit this run: {differ}")
+        self.model.load_state_dict(state["model"])
+        _log.info("network weights from %s (optimiser and schedule start afresh)", path)
 
     def _configure_batch_norm(self) -> None:
         """``cfg.batch_norm``: plain, synchronised over the ranks, or with frozen statistics."""
@@ -742,6 +760,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("role", choices=("teacher", "student"), help="what to train")
     parser.add_argument("--config", help="YAML training config (fields of TrainConfig)")
     parser.add_argument("--teacher", help="teacher checkpoint (student role)")
+    parser.add_argument(
+        "--init", help="start from this checkpoint's network weights, with a fresh schedule (init_checkpoint)"
+    )
     parser.add_argument("--data", help="training BOP folder (data.train_dir)")
     parser.add_argument("--val", help="validation BOP folder (data.val_dir)")
     parser.add_argument("--objects", help="object catalogue YAML (data.objects)")
@@ -793,6 +814,7 @@ def _config_sets_model(path: str | None) -> bool:
 def _overrides(args: argparse.Namespace) -> list[str]:
     mapping = {
         "teacher": "teacher_checkpoint",
+        "init": "init_checkpoint",
         "data": "data.train_dir",
         "val": "data.val_dir",
         "objects": "data.objects",
