@@ -20,7 +20,8 @@
 # 0 = whole images), BACKGROUNDS (photo folder, '' = procedural only; made by
 # scripts/get_backgrounds.sh when missing), WORKERS, DEVICE, EPOCHS, TEACHER_EPOCHS, BATCH,
 # MINUTES (wall-clock budget per network, 0 = none), PEAK_WEIGHT (loss.peak_weight, 0 = the
-# paper's MSE), TRAIN_ARGS (extra hrpose-train arguments for both networks), PYTHON.
+# paper's MSE), POSE_PRIOR (upright: objects standing on a table, as LINEMOD was captured;
+# any: every rotation), TRAIN_ARGS (extra hrpose-train arguments for both networks), PYTHON.
 # A step whose output exists is not redone; a training with a checkpoint resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,7 @@ TEST_IMAGES=${TEST_IMAGES:-300}
 WORKERS=${WORKERS:-$(nproc)}
 DEVICE=${DEVICE:-auto}
 MINUTES=${MINUTES:-0}
+POSE_PRIOR=${POSE_PRIOR:-upright}
 case "$RECIPE" in
   lite)  # see config/train_lite*.yaml
     TEACHER_CONFIG=config/train_lite2_teacher.yaml STUDENT_CONFIG=config/train_lite0_student.yaml
@@ -54,10 +56,11 @@ if [ -n "$BACKGROUNDS" ]; then
   BG_TEST=(--backgrounds "${BACKGROUNDS}_heldout" --background-prob 0.7)
 fi
 
-# Object distances of LINEMOD-Occluded's photographs (0.4-1.1 m); the held-out set adds
-# lighting and background photos the training never had (training: intensity 0.5-1.4,
+# Object distances of LINEMOD-Occluded's photographs (0.4-1.1 m), and its objects standing
+# on a table under a camera on the upper hemisphere (data/pose_priors.py); the held-out set
+# adds lighting and background photos the training never had (training: intensity 0.5-1.4,
 # ambient 0.2-0.55; photos: Debian's wallpapers for training, scikit-image's for the test).
-DISTANCE=(--distance 0.4 1.1 --objects-per-image 3 6)
+DISTANCE=(--distance 0.4 1.1 --objects-per-image 3 6 --pose-prior "$POSE_PRIOR")
 TRAIN_DATA=$RUN/data/train/train_synt
 TEST_DATA=$RUN/data/heldout/test
 
