@@ -238,12 +238,18 @@ def test_cli_writes_a_bop_dataset_for_a_user_catalogue(catalogue, tmp_path):
     assert sorted(read_models_info(tmp_path / "out" / "models" / "models_info.json")) == [7]
 
 
-def test_cli_width_and_height_scale_the_camera_intrinsics(tmp_path):
-    yaml_path = tmp_path / "objects.yaml"
-    yaml_path.write_text(
+def _box_catalogue(folder: Path) -> Path:
+    """A catalogue YAML of one mesh-less 8x6x4 cm box."""
+    path = folder / "objects.yaml"
+    path.write_text(
         "objects:\n  - {name: box, id: 3, bbox_min: [-0.04, -0.03, -0.02], bbox_size: [0.08, 0.06, 0.04],"
         " diameter: 0.108, symmetric: false, color: [1, 0, 0]}\n"
     )
+    return path
+
+
+def test_cli_width_and_height_scale_the_camera_intrinsics(tmp_path):
+    yaml_path = _box_catalogue(tmp_path)
     out = tmp_path / "out"
     argv = ["--out", str(out), "--num-images", "1", "--catalogue", str(yaml_path), "--width", "320"]
     assert main([*argv, "--height", "240", "--image-ext", "png", "--mode", "render"]) == 0
@@ -254,11 +260,7 @@ def test_cli_width_and_height_scale_the_camera_intrinsics(tmp_path):
 
 
 def test_cli_upright_prior_stands_every_object_on_one_table_per_image(tmp_path):
-    yaml_path = tmp_path / "objects.yaml"
-    yaml_path.write_text(
-        "objects:\n  - {name: box, id: 3, bbox_min: [-0.04, -0.03, -0.02], bbox_size: [0.08, 0.06, 0.04],"
-        " diameter: 0.108, symmetric: false, color: [1, 0, 0]}\n"
-    )
+    yaml_path = _box_catalogue(tmp_path)
     out = tmp_path / "out"
     argv = ["--out", str(out), "--num-images", "3", "--catalogue", str(yaml_path), "--width", "160"]
     argv += ["--height", "120", "--objects-per-image", "2", "3", "--distractors", "0", "0"]

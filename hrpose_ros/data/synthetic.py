@@ -591,28 +591,20 @@ def _parser() -> argparse.ArgumentParser:
         help="object rotations: any (uniform), or upright on a table seen from above "
         f"(data/pose_priors.py; default {prior.kind})",
     )
-    p.add_argument(
-        "--elevation",
-        type=float,
-        nargs=2,
-        default=prior.elevation_deg,
-        metavar=("MIN_DEG", "MAX_DEG"),
-        help=f"upright: camera elevation above the table (default {prior.elevation_deg})",
+    prior_options = (  # flag, nargs, default, metavar, help (floats, for --pose-prior upright)
+        ("--elevation", 2, prior.elevation_deg, ("MIN_DEG", "MAX_DEG"), "camera elevation above the table"),
+        ("--camera-roll", None, prior.camera_roll_deg, "DEG", "max camera roll about its optical axis"),
+        ("--tilt", None, prior.tilt_deg, "DEG", "max lean of an object's up axis from the table normal"),
     )
-    p.add_argument(
-        "--camera-roll",
-        type=float,
-        default=prior.camera_roll_deg,
-        metavar="DEG",
-        help=f"upright: max camera roll about its optical axis (default {prior.camera_roll_deg})",
-    )
-    p.add_argument(
-        "--tilt",
-        type=float,
-        default=prior.tilt_deg,
-        metavar="DEG",
-        help=f"upright: max lean of an object's up axis from the table normal (default {prior.tilt_deg})",
-    )
+    for flag, nargs, default, metavar, text in prior_options:
+        p.add_argument(
+            flag,
+            type=float,
+            nargs=nargs,
+            default=default,
+            metavar=metavar,
+            help=f"upright: {text} (default {default})",
+        )
     p.add_argument(
         "--up-axis",
         choices=UP_AXES,
