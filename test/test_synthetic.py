@@ -320,6 +320,21 @@ def test_bad_config_is_named():
         SynthConfig(ambient=(-0.1, 0.2))
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--distance", "1.0", "0.5"], "distance_m"),
+        (["--pose-prior", "upright", "--elevation", "60", "10"], "elevation_deg"),
+        (["--pose-prior", "upright", "--tilt", "120"], "tilt_deg"),
+    ],
+)
+def test_cli_names_a_bad_option_in_one_line(tmp_path, capsys, flags, named):
+    assert main(["--out", str(tmp_path / "out"), "--num-images", "1", *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hrpose-synth: error: ") and named in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_background_folder_is_named(catalogue, tmp_path):
     with pytest.raises(ValueError, match="background folder not found"):
         SceneGenerator(catalogue, replace(SMALL, background_dir=str(tmp_path / "nope")))

@@ -649,19 +649,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _merge(args.out, args.merge) if args.merge else _generate(args)
-    except shards.ShardError as exc:
+    except (shards.ShardError, SynthError) as exc:
         print(f"hrpose-synth: error: {exc}", file=sys.stderr)
         return 1
 
 
 def _generate(args: argparse.Namespace) -> int:
     shard = shards.parse_shard(args.shard) if args.shard else (0, 1)
+    try:
+        prior = PosePrior(args.pose_prior, tuple(args.elevation), args.camera_roll, args.tilt, args.up_axis)
+    except ValueError as exc:  # the prior module knows no SynthError; the CLI reports both alike
+        raise SynthError(str(exc)) from exc
     config = SynthConfig(
         mode=args.mode,
         distance_m=tuple(args.distance),
-        pose_prior=PosePrior(
-            args.pose_prior, tuple(args.elevation), args.camera_roll, args.tilt, args.up_axis
-        ),
+        pose_prior=prior,
         objects_per_image=tuple(args.objects_per_image),
         distractors_per_image=tuple(args.distractors),
         light_intensity=tuple(args.light_intensity),
