@@ -273,6 +273,20 @@ def test_stamps_going_backwards(node, observer, good_frame):
     good_frame_yields_poses(observer, good_frame)
 
 
+def test_camera_info_arriving_after_its_image_is_waited_for(observer, good_frame):
+    # two subscriptions, no delivery order: a busy node often sees the image first
+    bgr, K = good_frame
+    for _ in range(4):  # best-effort transport may lose a message
+        image, info = frame_messages(bgr, K, header(time.time_ns()))
+        observer.image_pub.publish(image)
+        time.sleep(0.05)  # well inside camera_info_wait_s (0.2 s), well outside the 0.02 s slop
+        observer.info_pub.publish(info)
+        stamp = stamp_to_ns(image.header.stamp.sec, image.header.stamp.nanosec)
+        if wait_for(lambda s=stamp: s in observer.detections, 5.0):
+            return
+    raise AssertionError("an image whose CameraInfo came 50 ms after it was never answered")
+
+
 def test_huge_image_4000x3000(tmp_path, classes, good_frame):
     """A 36 MB frame is downscaled (with its K) and processed; a good frame follows.
 

@@ -149,3 +149,13 @@ def test_discard_newer_than_drops_future_stamps_only():
     assert len(m) == 2
     assert m.match(5) == 5
     assert m.match(9) is None
+
+
+def test_has_newer_than_says_whether_the_camera_moved_past_a_stamp():
+    m = StampMatcher(slop_ns=0)
+    assert not m.has_newer_than(0)  # empty: the item may still come
+    m.add(3, "a")
+    m.add(7, "b")
+    assert m.has_newer_than(6)
+    assert not m.has_newer_than(7)
+    assert not m.has_newer_than(10)

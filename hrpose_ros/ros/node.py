@@ -204,6 +204,7 @@ class HRPoseNode(Node):
         self._max_pixels = int(values["max_image_pixels"])
         self._matcher.slop_ns = int(float(values["camera_info_slop_s"]) * 1e9)
         self._matcher.mode = type(self._matcher.mode)(values["camera_info_mode"])
+        self._info_wait_s = float(values["camera_info_wait_s"])
 
     def _make_publishers(self) -> None:
         self._pose_pubs = {
@@ -270,6 +271,7 @@ class HRPoseNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._lock:
             self._matcher.add(stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
+            self._lock.notify_all()  # an image may be waiting for it (_camera_for)
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
         values = self._param_values()
@@ -319,6 +321,8 @@ class HRPoseNode(Node):
                 if self._tracker is not None:
                     self._tracker = Tracker(self._tracker.params, self._symmetries)
             info = self._matcher.match(stamp_ns)
+            if info is None and verdict is not StampVerdict.BACKWARDS:
+                info = self._wait_for_camera_info(stamp_ns)
             gap = self._matcher.nearest_gap_ns(stamp_ns)
         if verdict is StampVerdict.BACKWARDS:
             raise rm.BadInputError(
@@ -339,6 +343,23 @@ class HRPoseNode(Node):
                 f"{self._matcher.mode.value})",
             )
         return rm.camera_from_info(info, self._rectified)
+
+    def _wait_for_camera_info(self, stamp_ns: int) -> CameraInfo | None:
+        """The image's CameraInfo, waited for up to ``camera_info_wait_s`` (lock held).
+
+        Why: image and CameraInfo arrive on two subscriptions, and the executor may hand
+        over the image first (message_filters' synchronisers wait for the same reason).
+        The wait ends early when a CameraInfo newer than the image's stamp plus the slop
+        arrives, since the camera has then moved past this image.
+        """
+        limit = stamp_ns + self._matcher.slop_ns
+
+        def settled() -> bool:
+            found = self._matcher.match(stamp_ns) is not None
+            return self._stop or found or self._matcher.has_newer_than(limit)
+
+        self._lock.wait_for(settled, timeout=self._info_wait_s)
+        return self._matcher.match(stamp_ns)
 
     def process_image(self, msg: Image) -> list:
         """Run the pipeline on one image and publish, in the calling thread.

@@ -236,6 +236,13 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
         value_range=(0.0, 10.0),
     ),
     ParamSpec(
+        "camera_info_wait_s",
+        0.2,
+        "How long an image waits for its CameraInfo: the two topics are separate subscriptions "
+        "and may be delivered in either order, most often the wrong one on a busy CPU.",
+        value_range=(0.0, 10.0),
+    ),
+    ParamSpec(
         "max_image_pixels",
         3840 * 2160,
         "Images with more pixels are downscaled (with their intrinsics) to this many before "

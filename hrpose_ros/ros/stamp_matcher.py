@@ -96,6 +96,11 @@ class StampMatcher(Generic[T]):
             return None
         return self._items[best]
 
+    def has_newer_than(self, stamp_ns: int) -> bool:
+        """True when an item stamped after ``stamp_ns`` is buffered: a camera publishes in
+        stamp order, so no item nearer to an older stamp is still to come."""
+        return bool(self._stamps) and self._stamps[-1] > int(stamp_ns)
+
     def nearest_gap_ns(self, stamp_ns: int) -> int | None:
         """Distance in ns to the nearest buffered stamp (for error messages); None when empty."""
         if not self._stamps:
