@@ -14,6 +14,12 @@ the offsets place (the decoder's own ``offset_corners``), how many lie nearer th
 ground-truth corner than any other corner of the object (chance 12.5 %), and their median
 distance to it in output pixels.
 
+It also measures detection, the step before any keypoint: at centroid-belief thresholds
+0.1 / 0.2 / 0.3, the share of ground-truth centroids with a peak of their own class within
+2 output pixels (recall), and the peaks of each class with no ground-truth centroid of that
+class that near, per image (false peaks). For ``corner_offsets`` models every centroid
+peak is an instance, so false peaks are false detections.
+
     python scripts/corner_identity.py --checkpoint runs/lite/student/last.pt \\
         --data data/lite/heldout/test --images 30
 """
@@ -25,13 +31,33 @@ import argparse
 import numpy as np
 import torch
 
-from hrpose_ros.geometry.decode import offset_corners
+from hrpose_ros.geometry.decode import find_peaks, offset_corners
 from hrpose_ros.geometry.keypoints import NUM_CORNERS, NUM_KEYPOINTS, Keypoint
 from hrpose_ros.geometry.objects import load_catalogue
 from hrpose_ros.geometry.targets import CORNER_OFFSETS, DEFAULT_OFFSET_SCALE, TO_CENTROID, to_output_coords
 from hrpose_ros.network.checkpoint import model_from_checkpoint
 from hrpose_ros.network.model import OUTPUT_STRIDE
 from hrpose_ros.training.dataset import BopPoseDataset
+
+DETECTION_THRESHOLDS = (0.1, 0.2, 0.3)
+"""Centroid-belief thresholds at which detection is reported (the decoder's default is 0.1)."""
+_MATCH_PX = 2.0
+"""A centroid peak this near (output px) to a ground-truth centroid of its class finds it."""
+
+
+def _centroid_peaks(belief: np.ndarray, gt: dict[int, list[np.ndarray]], classes: int) -> tuple[list, list]:
+    """Best peak score at each ground-truth centroid (0 if none near) and the scores of
+    the peaks near none, over all classes of one image."""
+    found, false = [], []
+    for c in range(classes):
+        peaks, scores = find_peaks(belief[c * NUM_KEYPOINTS + Keypoint.CENTROID], min(DETECTION_THRESHOLDS))
+        near = np.zeros(len(peaks), dtype=bool)
+        for xy in gt.get(c, []):
+            hit = np.linalg.norm(peaks - xy, axis=1) <= _MATCH_PX if len(peaks) else near
+            found.append(float(scores[hit].max()) if hit.any() else 0.0)
+            near |= hit
+        false.extend(scores[~near].tolist())
+    return found, false
 
 
 def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int) -> dict[str, float]:
@@ -43,12 +69,23 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
     offset_hits: list[bool] = []
     offset_error: list[float] = []
     offsets = dataset.vector_field == CORNER_OFFSETS
-    for index in range(min(images, len(dataset))):
+    found: list[float] = []
+    false: list[float] = []
+    count = min(images, len(dataset))
+    for index in range(count):
         sample = dataset[index]
         with torch.no_grad():
             out = model(sample["image"][None])
         belief = out["belief"][0].numpy()
         h, w = belief.shape[-2:]
+        gt_centroids: dict[int, list[np.ndarray]] = {}
+        for m, c in enumerate(sample["class_index"].tolist()):
+            xy = to_output_coords(sample["keypoints_2d"][m].numpy(), OUTPUT_STRIDE)[Keypoint.CENTROID]
+            if sample["visible"][m] and 0 <= xy[0] <= w - 1 and 0 <= xy[1] <= h - 1:
+                gt_centroids.setdefault(c, []).append(xy)
+        image_found, image_false = _centroid_peaks(belief, gt_centroids, len(dataset.catalogue))
+        found += image_found
+        false += image_false
         for m, c in enumerate(sample["class_index"].tolist()):
             if not sample["visible"][m]:
                 continue
@@ -75,6 +112,9 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
         "corners": len(hits),
         "centroid_belief_median": float(np.median(centroid)) if centroid else float("nan"),
     }
+    for t in DETECTION_THRESHOLDS:
+        result[f"centroid_recall@{t}"] = float(np.mean(np.array(found) >= t)) if found else float("nan")
+        result[f"false_peaks_per_image@{t}"] = float(np.sum(np.array(false) >= t) / max(count, 1))
     if offsets:
         result["offset_identity"] = float(np.mean(offset_hits)) if offset_hits else float("nan")
         result["offset_error_median_px"] = float(np.median(offset_error)) if offset_error else float("nan")
@@ -106,6 +146,14 @@ def main() -> None:
         f"corner identity {100 * result['corner_identity']:.1f} % (chance {100 / NUM_CORNERS:.1f} %, "
         f"{result['corners']} corners); centroid belief at the ground truth: median "
         f"{result['centroid_belief_median']:.2f}"
+    )
+    print(
+        "centroid detection (recall, false peaks per image): "
+        + "; ".join(
+            f"at {t}: {100 * result[f'centroid_recall@{t}']:.0f} %, "
+            f"{result[f'false_peaks_per_image@{t}']:.1f}"
+            for t in DETECTION_THRESHOLDS
+        )
     )
     if "offset_identity" in result:
         print(

@@ -26,9 +26,11 @@ SIZE = (320, 240)
 class _Oracle(torch.nn.Module):
     """Returns the dataset's own target maps, in the order corner_identity asks for images."""
 
-    def __init__(self, dataset: BopPoseDataset, swap: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, dataset: BopPoseDataset, swap: tuple[int, int] | None = None, swap_classes: bool = False
+    ) -> None:
         super().__init__()
-        self.dataset, self.swap, self.calls = dataset, swap, 0
+        self.dataset, self.swap, self.swap_classes, self.calls = dataset, swap, swap_classes, 0
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         sample = self.dataset[self.calls]
@@ -40,6 +42,8 @@ class _Oracle(torch.nn.Module):
                 belief[[c * 9 + a, c * 9 + b]] = belief[[c * 9 + b, c * 9 + a]]
                 va, vb = c * 16 + 2 * a, c * 16 + 2 * b
                 vectors[[va, va + 1, vb, vb + 1]] = vectors[[vb, vb + 1, va, va + 1]]
+        if self.swap_classes:  # class 0's maps in class 1's channels and back
+            belief = torch.cat([belief[9:18], belief[:9]])
         return {"belief": belief[None], "vectors": vectors[None]}
 
 
@@ -78,3 +82,15 @@ def test_offset_identity_is_full_for_the_ground_truth_and_lost_when_offsets_swap
     assert "offset_identity" not in corner_identity_script.corner_identity(
         _Oracle(_dataset(tmp_path / "paper")), _dataset(tmp_path / "paper"), images=3
     )
+
+
+def test_detection_finds_every_centroid_and_none_in_the_wrong_class(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path)
+    right = corner_identity_script.corner_identity(_Oracle(dataset), dataset, images=3)
+    for t in corner_identity_script.DETECTION_THRESHOLDS:
+        assert right[f"centroid_recall@{t}"] == 1.0
+        assert right[f"false_peaks_per_image@{t}"] == 0.0
+    swapped = corner_identity_script.corner_identity(_Oracle(dataset, swap_classes=True), dataset, images=3)
+    # each object is found in the other object's channel: no recall, 2 false peaks per image
+    assert swapped["centroid_recall@0.1"] == 0.0
+    assert swapped["false_peaks_per_image@0.1"] == 2.0
