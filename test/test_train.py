@@ -316,6 +316,24 @@ def test_init_checkpoint_starts_from_the_weights_with_a_fresh_schedule(scene, tm
     assert f"init_checkpoint={path}" in _overrides(_parse_args(["student", "--init", str(path)]))
 
 
+def test_init_backbone_takes_the_backbone_only_from_a_variant_with_the_same_one(scene, tmp_path) -> None:
+    source = _trainer(_config(scene, tmp_path / "a", model="hrpose_lite0", seed=1))  # other random weights
+    source.save()
+    path = source.checkpoint_path
+    wide = _trainer(_config(scene, tmp_path / "b", model="hrpose_lite0_wide", init_backbone=str(path)))
+    a, b = _weights(source), _weights(wide)
+    backbone = [k for k in a if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(a[k], b[k]) for k in backbone)
+    assert b["head.0.0.weight"].shape[0] == 2 * a["head.0.0.weight"].shape[0]  # 128 wide, fresh
+    fresh = _weights(_trainer(_config(scene, tmp_path / "c", model="hrpose_lite0_wide")))
+    assert not all(torch.equal(fresh[k], b[k]) for k in backbone)  # control: without it, other weights
+    with pytest.raises(TrainingError, match="needs backbone 'hrnet_w18_small'"):
+        _trainer(_config(scene, tmp_path / "d", init_backbone=str(path)))  # hrpose_tiny
+    with pytest.raises(ConfigError, match="exclude each other"):
+        _config(scene, tmp_path / "e", init_backbone=str(path), init_checkpoint=str(path))
+    assert f"init_backbone={path}" in _overrides(_parse_args(["student", "--init-backbone", str(path)]))
+
+
 def test_learning_rate_halves_every_step_epochs(scene, tmp_path) -> None:
     cfg = _config(scene, tmp_path, epochs=5, limit_batches=1, optim=OptimConfig(lr=1e-3, lr_step_epochs=2))
     history = _trainer(cfg).fit()

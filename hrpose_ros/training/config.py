@@ -141,6 +141,11 @@ class TrainConfig:
     """A training checkpoint whose network weights (backbone and head) start this run, e.g. to
     fine-tune on new data; optimiser, schedule and counters start afresh (``--resume``
     continues them instead). Same variant, classes and kind of vector field."""
+    init_backbone: str = ""
+    """A training checkpoint whose *backbone* starts this run; fusion and regressor start
+    afresh. Why: a variant with another fusion or head width (or other classes) keeps what
+    the backbone learnt, which is hours of CPU. The checkpoint's variant must use the same
+    timm backbone; not together with ``init_checkpoint``."""
     freeze_backbone_before: str = ""
     """Freeze the backbone's parameters registered before this module (e.g. ``blocks.2``:
     the stem and the stride-2/4 blocks of EfficientNet-Lite), BatchNorms included; empty:
@@ -195,6 +200,11 @@ class TrainConfig:
         if self.data.vector_field not in VECTOR_FIELDS:
             raise ConfigError(
                 f"data.vector_field must be one of {VECTOR_FIELDS}, got {self.data.vector_field!r}"
+            )
+        if self.init_checkpoint and self.init_backbone:
+            raise ConfigError(
+                "init_checkpoint and init_backbone exclude each other: the first starts the whole "
+                "network from a checkpoint, the second only its backbone"
             )
         if self.loss.offset_weight < 0:
             raise ConfigError(f"loss.offset_weight must be >= 0, got {self.loss.offset_weight}")

@@ -44,7 +44,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
 from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
-from hrpose_ros.network.model import OUTPUT_STRIDE, HRPoseNet, count_parameters, create_model
+from hrpose_ros.network.model import (
+    OUTPUT_STRIDE,
+    HRPoseNet,
+    count_parameters,
+    create_model,
+    list_variants,
+    variant_config,
+)
 from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hrpose_ros.training.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from hrpose_ros.training.config import BATCH_NORMS, TrainConfig, config_to_dict, load_config
@@ -300,6 +307,8 @@ class Trainer:
         self.model = create_model(cfg.model, len(catalogue), pretrained_path=cfg.pretrained or None)
         if cfg.init_checkpoint:
             self._init_from(cfg.init_checkpoint)
+        if cfg.init_backbone:
+            self._init_backbone_from(cfg.init_backbone)
         self._configure_batch_norm()
         if cfg.freeze_backbone_before:
             frozen = self.model.freeze_backbone_before(cfg.freeze_backbone_before)
@@ -362,6 +371,22 @@ class Trainer:
             raise TrainingError(f"init_checkpoint {path} does not fit this run: {differ}")
         self.model.load_state_dict(state["model"])
         _log.info("network weights from %s (optimiser and schedule start afresh)", path)
+
+    def _init_backbone_from(self, path: str | Path) -> None:
+        """Start the backbone from another run's (``init_backbone``); fusion and head stay fresh."""
+        state = load_checkpoint(path)
+        variant = state.get("model_info", {}).get("variant")
+        theirs = variant_config(variant)["backbone"] if variant in list_variants() else None
+        ours = variant_config(self.cfg.model)["backbone"]
+        if theirs != ours:
+            raise TrainingError(
+                f"init_backbone {path} has variant {variant!r} (backbone {theirs!r}); "
+                f"this run's {self.cfg.model!r} needs backbone {ours!r}"
+            )
+        prefix = "backbone."
+        weights = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
+        self.model.backbone.load_state_dict(weights)  # strict: every name and shape
+        _log.info("backbone (%d tensors) from %s; fusion and head start afresh", len(weights), path)
 
     def _configure_batch_norm(self) -> None:
         """``cfg.batch_norm``: plain, synchronised over the ranks, or with frozen statistics."""
@@ -763,6 +788,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--init", help="start from this checkpoint's network weights, with a fresh schedule (init_checkpoint)"
     )
+    parser.add_argument(
+        "--init-backbone",
+        help="start only the backbone from this checkpoint (any variant with the same backbone): "
+        "fusion and head afresh (init_backbone)",
+    )
     parser.add_argument("--data", help="training BOP folder (data.train_dir)")
     parser.add_argument("--val", help="validation BOP folder (data.val_dir)")
     parser.add_argument("--objects", help="object catalogue YAML (data.objects)")
@@ -815,6 +845,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     mapping = {
         "teacher": "teacher_checkpoint",
         "init": "init_checkpoint",
+        "init_backbone": "init_backbone",
         "data": "data.train_dir",
         "val": "data.val_dir",
         "objects": "data.objects",
