@@ -9,7 +9,7 @@ fusion:
 - ``hrpose_lite0``: ImageNet-initialised ``efficientnet_lite0``, the CPU student;
 - ``hrpose_lite2``: ImageNet-initialised ``efficientnet_lite2``, its teacher;
 - ``hrpose_lite0_wide``, ``hrpose_lite2_wide``: the same with a 128-wide fusion and
-  regressor (64 above), which fit the corner offsets better at about twice the head's cost;
+  regressor (64 above), which fit the corner offsets better at twice the FLOPs (8.7 G at 448x352);
 - ``hrpose_tiny``: ``hrnet_w18_small`` (v1) with a narrow regressor, for fast CPU tests.
 
 Architecture (see docs/architecture.md for the I/O contract):
