@@ -80,16 +80,11 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
         h, w = belief.shape[-2:]
         gt_centroids: dict[int, list[np.ndarray]] = {}
         for m, c in enumerate(sample["class_index"].tolist()):
-            xy = to_output_coords(sample["keypoints_2d"][m].numpy(), OUTPUT_STRIDE)[Keypoint.CENTROID]
-            if sample["visible"][m] and 0 <= xy[0] <= w - 1 and 0 <= xy[1] <= h - 1:
-                gt_centroids.setdefault(c, []).append(xy)
-        image_found, image_false = _centroid_peaks(belief, gt_centroids, len(dataset.catalogue))
-        found += image_found
-        false += image_false
-        for m, c in enumerate(sample["class_index"].tolist()):
             if not sample["visible"][m]:
                 continue
             gt = to_output_coords(sample["keypoints_2d"][m].numpy(), OUTPUT_STRIDE)
+            if 0 <= gt[Keypoint.CENTROID, 0] <= w - 1 and 0 <= gt[Keypoint.CENTROID, 1] <= h - 1:
+                gt_centroids.setdefault(c, []).append(gt[Keypoint.CENTROID])
             pixel = np.round(gt).astype(int)
             channels = belief[c * NUM_KEYPOINTS : (c + 1) * NUM_KEYPOINTS]
             for k, (x, y) in enumerate(pixel):
@@ -107,6 +102,9 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
                 dist = np.linalg.norm(placed[:, None, :] - gt[None, :NUM_CORNERS], axis=2)  # (8, 8)
                 offset_hits.extend(np.argmin(dist, axis=1) == np.arange(NUM_CORNERS))
                 offset_error.extend(np.diag(dist))
+        image_found, image_false = _centroid_peaks(belief, gt_centroids, len(dataset.catalogue))
+        found += image_found
+        false += image_false
     result = {
         "corner_identity": float(np.mean(hits)) if hits else float("nan"),
         "corners": len(hits),
