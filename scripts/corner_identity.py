@@ -12,7 +12,9 @@ For a ``corner_offsets`` model (the checkpoint says), the corners the decoder us
 from the offsets, so it also measures those: at each ground-truth centroid, the corners
 the offsets place (the decoder's own ``offset_corners``), how many lie nearer their own
 ground-truth corner than any other corner of the object (chance 12.5 %), and their median
-distance to it in output pixels.
+distance to it in output pixels, also per object. For an object with symmetries the ground
+truth is whichever equivalent pose the placed corners are nearest (the dataset's
+``keypoints_2d_alternatives``): the offset loss accepts any of them, and so does ADD-S.
 
 It also measures detection, the step before any keypoint: at centroid-belief thresholds
 0.1 / 0.2 / 0.3, the share of ground-truth centroids with a peak of their own class within
@@ -68,6 +70,7 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
     centroid: list[float] = []
     offset_hits: list[bool] = []
     offset_error: list[float] = []
+    offset_hits_by_class: dict[int, list[bool]] = {}
     offsets = dataset.vector_field == CORNER_OFFSETS
     found: list[float] = []
     false: list[float] = []
@@ -99,8 +102,10 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
             if offsets and 0 <= x < w and 0 <= y < h:
                 vectors = out["vectors"][0].numpy()
                 placed = offset_corners(vectors, np.array([c]), np.array([[y, x]]), dataset.offset_scale)[0]
-                dist = np.linalg.norm(placed[:, None, :] - gt[None, :NUM_CORNERS], axis=2)  # (8, 8)
-                offset_hits.extend(np.argmin(dist, axis=1) == np.arange(NUM_CORNERS))
+                dist = _nearest_equivalent_distances(placed, gt, sample.get("keypoints_2d_alternatives"), m)
+                instance_hits = np.argmin(dist, axis=1) == np.arange(NUM_CORNERS)
+                offset_hits.extend(instance_hits)
+                offset_hits_by_class.setdefault(c, []).extend(instance_hits)
                 offset_error.extend(np.diag(dist))
         image_found, image_false = _centroid_peaks(belief, gt_centroids, len(dataset.catalogue))
         found += image_found
@@ -117,7 +122,24 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
         result["offset_identity"] = float(np.mean(offset_hits)) if offset_hits else float("nan")
         result["offset_error_median_px"] = float(np.median(offset_error)) if offset_error else float("nan")
         result["offset_corners"] = len(offset_hits)
+        for c, class_hits in sorted(offset_hits_by_class.items()):
+            result[f"offset_identity/{dataset.catalogue[c].name}"] = float(np.mean(class_hits))
     return result
+
+
+def _nearest_equivalent_distances(
+    placed: np.ndarray, gt: np.ndarray, alternatives: torch.Tensor | None, instance: int
+) -> np.ndarray:
+    """(8, 8) distances, output px, from the placed corners to the ground-truth corners of
+    the equivalent pose they are nearest (sum of own-corner distances); ``gt`` is the
+    canonical pose's (9, 2) output keypoints."""
+    candidates = [gt[:NUM_CORNERS]]
+    if alternatives is not None:
+        for twin in alternatives[instance].numpy():
+            if np.isfinite(twin).all():
+                candidates.append(to_output_coords(twin, OUTPUT_STRIDE)[:NUM_CORNERS])
+    dists = [np.linalg.norm(placed[:, None, :] - corners[None], axis=2) for corners in candidates]
+    return min(dists, key=lambda d: float(np.trace(d)))
 
 
 def main() -> None:
@@ -158,6 +180,10 @@ def main() -> None:
             f"corner offsets: identity {100 * result['offset_identity']:.1f} % "
             f"({result['offset_corners']} corners), median error {result['offset_error_median_px']:.2f} "
             "output px"
+        )
+        per_object = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith("offset_identity/")}
+        print(
+            "offset identity by object: " + ", ".join(f"{n} {100 * v:.0f} %" for n, v in per_object.items())
         )
 
 

@@ -51,7 +51,7 @@ def measure_terms(cfg, teacher: torch.nn.Module, student: torch.nn.Module, batch
             if index == batches:
                 break
             out_s, out_t = student(batch["image"]), teacher(batch["image"])
-            belief, vectors = _targets(batch, cfg, len(catalogue))
+            belief, vectors, alternatives = _targets(batch, cfg, len(catalogue))
             gt = target_loss(
                 out_s,
                 belief,
@@ -59,6 +59,7 @@ def measure_terms(cfg, teacher: torch.nn.Module, student: torch.nn.Module, batch
                 cfg.loss.peak_weight,
                 vector_field=cfg.data.vector_field,
                 offset_weight=cfg.loss.offset_weight,
+                offset_alternatives=alternatives,
             )
             terms["gt"].append(float(gt))
             terms["out"].append(float(output_distillation_loss(out_s, out_t)))

@@ -4,6 +4,7 @@ outputs the ground truth, and loses the corners whose channels (or offsets) swap
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from data_fixtures import LINEMOD_K, cuboid_catalogue, rotation
 
 from hrpose_ros.data.bop import BopSceneWriter, GtInstance
 from hrpose_ros.geometry.camera import scale_intrinsics
+from hrpose_ros.geometry.objects import Catalogue
 from hrpose_ros.training.dataset import BopPoseDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,44 @@ _spec.loader.exec_module(corner_identity_script)
 
 CATALOGUE = cuboid_catalogue()
 SIZE = (320, 240)
+
+
+class _TwinOracle(torch.nn.Module):
+    """Returns the offsets of each pose's symmetric twin (the dataset's ``offset_alternatives``)
+    where there is one, else the dataset's own."""
+
+    def __init__(self, dataset: BopPoseDataset) -> None:
+        super().__init__()
+        self.dataset, self.calls = dataset, 0
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        sample = self.dataset[self.calls]
+        self.calls += 1
+        twin = sample["offset_alternatives"][0]
+        return {
+            "belief": sample["belief"][None],
+            "vectors": torch.where(twin != 0, twin, sample["vectors"])[None],
+        }
+
+
+class _WithoutTwins:
+    """A dataset whose samples do not say that an object has a symmetric twin."""
+
+    def __init__(self, dataset: BopPoseDataset) -> None:
+        self.dataset = dataset
+        self.catalogue, self.vector_field, self.offset_scale = (
+            dataset.catalogue,
+            dataset.vector_field,
+            dataset.offset_scale,
+        )
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = dict(self.dataset[index])
+        del sample["keypoints_2d_alternatives"]
+        return sample
 
 
 class _Oracle(torch.nn.Module):
@@ -47,7 +87,7 @@ class _Oracle(torch.nn.Module):
         return {"belief": belief[None], "vectors": vectors[None]}
 
 
-def _dataset(tmp_path: Path, **kwargs) -> BopPoseDataset:
+def _dataset(tmp_path: Path, catalogue: Catalogue = CATALOGUE, **kwargs) -> BopPoseDataset:
     K = scale_intrinsics(LINEMOD_K, 0.5, 0.5)
     rng = np.random.default_rng(4)
     writer = BopSceneWriter(tmp_path / "000000", image_ext="png")
@@ -59,7 +99,7 @@ def _dataset(tmp_path: Path, **kwargs) -> BopPoseDataset:
         ]
         writer.add(im_id, image, K, instances, [np.ones(image.shape[:2], bool)] * 2)
     writer.close()
-    return BopPoseDataset(tmp_path, CATALOGUE, SIZE, 4, sigma=1.0, **kwargs)
+    return BopPoseDataset(tmp_path, catalogue, SIZE, 4, sigma=1.0, **kwargs)
 
 
 def test_identity_is_full_for_the_ground_truth_and_lost_when_corners_swap(tmp_path: Path) -> None:
@@ -82,6 +122,19 @@ def test_offset_identity_is_full_for_the_ground_truth_and_lost_when_offsets_swap
     assert "offset_identity" not in corner_identity_script.corner_identity(
         _Oracle(_dataset(tmp_path / "paper")), _dataset(tmp_path / "paper"), images=3
     )
+
+
+def test_offsets_of_the_symmetric_twin_are_right_for_a_symmetric_object_only(tmp_path: Path) -> None:
+    half_turn = np.array([-1.0, 0, 0, 0, 0, -1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1])
+    symmetric = Catalogue([replace(CATALOGUE[0], symmetric=True, symmetries=(half_turn,)), CATALOGUE[1]])
+    dataset = _dataset(tmp_path, symmetric, vector_field="corner_offsets")
+    twin = corner_identity_script.corner_identity(_TwinOracle(dataset), dataset, images=3)
+    assert twin["offset_identity"] == 1.0 and twin["offset_error_median_px"] < 1e-3
+    assert set(twin) >= {"offset_identity/" + spec.name for spec in symmetric}
+    # the same offsets scored as if the object had no twin: its corners are the wrong ones
+    blind = corner_identity_script.corner_identity(_TwinOracle(dataset), _WithoutTwins(dataset), images=3)
+    assert blind[f"offset_identity/{CATALOGUE[0].name}"] < 0.5
+    assert blind[f"offset_identity/{CATALOGUE[1].name}"] == 1.0
 
 
 def test_detection_finds_every_centroid_and_none_in_the_wrong_class(tmp_path: Path) -> None:

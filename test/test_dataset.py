@@ -222,6 +222,48 @@ def test_symmetric_objects_get_one_canonical_pose(tmp_path):
     assert np.trace(a["R"][0].numpy()) == pytest.approx(max(np.trace(R), np.trace(R @ S)), abs=1e-12)
 
 
+def test_symmetric_objects_carry_the_keypoints_and_offsets_of_their_other_equivalent(tmp_path):
+    """``keypoints_2d_alternatives`` holds the half-turned twin's keypoints (NaN for an object
+    without symmetries), and ``offset_alternatives`` the offsets they give, built on the
+    training device (``targets_torch``) the same as in the loader."""
+    from hrpose_ros.geometry.symmetry import equivalent_poses  # noqa: PLC0415
+    from hrpose_ros.geometry.targets import corner_offsets  # noqa: PLC0415
+    from hrpose_ros.training.targets_torch import batch_offset_alternatives  # noqa: PLC0415
+
+    half_turn = np.array([-1.0, 0, 0, 0.001, 0, -1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1])
+    catalogue = Catalogue([replace(CATALOGUE[0], symmetric=True, symmetries=(half_turn,)), CATALOGUE[1]])
+    writer = BopSceneWriter(tmp_path / "000000", image_ext="png")
+    image = np.zeros((SRC[1], SRC[0], 3), np.uint8)
+    poses = [
+        (rotation(np.random.default_rng(4)), np.array([-0.06, 0.0, 0.7])),
+        (np.eye(3), np.array([0.08, 0.0, 0.7])),
+    ]
+    instances = [GtInstance(spec.id, R, t) for spec, (R, t) in zip(catalogue, poses, strict=True)]
+    writer.add(0, image, K_SRC, instances, [np.ones(image.shape[:2], bool)] * 2)
+    writer.close()
+    ds = BopPoseDataset(tmp_path, catalogue, SRC, STRIDE, vector_field="corner_offsets", offset_scale=4.0)
+    s = ds[0]
+    assert ds.num_alternatives == 1 and s["keypoints_2d_alternatives"].shape == (2, 1, 9, 2)
+    R_eq, t_eq = equivalent_poses(s["R"][0].numpy(), s["t"][0].numpy(), catalogue[0].symmetries)
+    twin = project_points(catalogue.keypoints_3d()[0], R_eq[1], t_eq[1], s["K"].numpy())
+    np.testing.assert_allclose(s["keypoints_2d_alternatives"][0, 0].numpy(), twin, atol=1e-9)
+    assert not np.allclose(twin[:NUM_CORNERS], s["keypoints_2d"][0, :NUM_CORNERS].numpy(), atol=1.0)
+    assert torch.isnan(s["keypoints_2d_alternatives"][1]).all()  # no symmetries: no twin
+    out_hw = (SRC[1] // STRIDE, SRC[0] // STRIDE)
+    expected = corner_offsets(
+        s["keypoints_2d_alternatives"][:, 0].numpy(), s["class_index"].numpy(), 2, out_hw, STRIDE, 3.0, 4.0
+    )
+    np.testing.assert_allclose(s["offset_alternatives"][0].numpy(), expected, atol=1e-6)
+    assert (
+        s["offset_alternatives"][0, :16].abs().sum() > 0 and s["offset_alternatives"][0, 16:].abs().sum() == 0
+    )
+    batch = collate([s, s])
+    on_device = batch_offset_alternatives(batch, 2, out_hw, STRIDE, 3.0, 4.0)
+    torch.testing.assert_close(on_device, batch["offset_alternatives"], atol=1e-5, rtol=0)
+    plain = BopPoseDataset(tmp_path, Catalogue([CATALOGUE[0], CATALOGUE[1]]), SRC, STRIDE)[0]
+    assert "keypoints_2d_alternatives" not in plain and "offset_alternatives" not in plain
+
+
 def test_hardly_visible_instances_get_no_targets(tmp_path):
     writer = BopSceneWriter(tmp_path / "000000", image_ext="png")
     full = np.zeros((SRC[1], SRC[0]), bool)

@@ -232,3 +232,30 @@ def test_identity_loss_is_zero_without_corners_and_enters_the_total() -> None:
     with_id, parts = total_loss(out, target, out["vectors"], weights=LossWeights(identity_weight=0.5))
     assert with_id.item() == pytest.approx(base.item() + 0.5 * parts["id"], rel=1e-6)
     assert parts["id"] > 0.1
+
+
+def _offsets_of(corners_xy: list[float]) -> torch.Tensor:
+    """(1, 16, 3, 3) offsets of one class, set at the centre pixel only."""
+    offsets = torch.zeros(1, 16, 3, 3)
+    offsets[0, :, 1, 1] = torch.tensor(corners_xy)
+    return offsets
+
+
+def test_offset_loss_accepts_the_symmetric_twin_of_the_target() -> None:
+    """A prediction of the twin's offsets costs nothing when the twin is an alternative, and
+    as much as any wrong answer when it is not; an alternative without a target at a pixel is
+    never chosen there."""
+    canonical = _offsets_of([float(k + 1) for k in range(16)])
+    twin = _offsets_of([float(-(k + 1)) for k in range(16)])
+    alternatives = twin[:, None]
+    assert offset_loss(twin, canonical).item() == pytest.approx(17.0)  # mean |2 (k + 1)|
+    assert offset_loss(twin, canonical, alternatives).item() == 0.0
+    assert offset_loss(canonical, canonical, alternatives).item() == 0.0
+    halfway = 0.5 * (canonical + twin)
+    assert offset_loss(halfway, canonical, alternatives).item() == pytest.approx(
+        8.5
+    )  # the average is wrong for both
+    no_twin_here = torch.zeros_like(alternatives)
+    assert offset_loss(torch.zeros_like(canonical), canonical, no_twin_here).item() == pytest.approx(8.5)
+    with pytest.raises(ValueError, match="offset alternatives"):
+        offset_loss(twin, canonical, twin)

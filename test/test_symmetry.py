@@ -7,7 +7,13 @@ import pytest
 from data_fixtures import rotation
 from scipy.spatial.transform import Rotation
 
-from hrpose_ros.geometry.symmetry import SymmetryError, canonical_pose, closest_equivalent, parse_symmetry
+from hrpose_ros.geometry.symmetry import (
+    SymmetryError,
+    canonical_pose,
+    closest_equivalent,
+    equivalent_poses,
+    parse_symmetry,
+)
 
 HALF_TURN_Z = parse_symmetry([-1, 0, 0, 0.002, 0, -1, 0, -0.001, 0, 0, 1, 0, 0, 0, 0, 1])
 
@@ -102,3 +108,21 @@ def test_closest_equivalent_broadcasts_references_against_poses() -> None:
             np.testing.assert_allclose(t_eq[i, j], one[1], atol=1e-12)
     same, _ = closest_equivalent(R[None], t[None], [], refs[:, None])
     np.testing.assert_array_equal(same, np.broadcast_to(R, (3, 4, 3, 3)))
+
+
+def test_equivalent_poses_list_the_pose_first_then_each_symmetric_twin() -> None:
+    rng = np.random.default_rng(7)
+    R, t = rotation(rng), np.array([0.05, -0.02, 0.9])
+    symmetries = _quarter_turns()
+    R_eq, t_eq = equivalent_poses(R, t, symmetries)
+    assert R_eq.shape == (4, 3, 3) and t_eq.shape == (4, 3)
+    np.testing.assert_allclose(R_eq[0], R, atol=1e-15)
+    np.testing.assert_allclose(t_eq[0], t, atol=1e-15)
+    for k, S in enumerate(symmetries, start=1):
+        np.testing.assert_allclose(R_eq[k], R @ S[:3, :3], atol=1e-12)
+        np.testing.assert_allclose(t_eq[k], t + R @ S[:3, 3], atol=1e-12)
+    # the canonical pose is one of them, and none without symmetries but the pose itself
+    canon = canonical_pose(R, t, symmetries)
+    assert min(np.abs(R_eq - canon[0]).max() for R_eq in R_eq) < 1e-12
+    R_one, t_one = equivalent_poses(R, t, [])
+    assert R_one.shape == (1, 3, 3) and np.allclose(R_one[0], R) and np.allclose(t_one[0], t)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SymmetryError", "canonical_pose", "closest_equivalent", "parse_symmetry"]
+__all__ = ["SymmetryError", "canonical_pose", "closest_equivalent", "equivalent_poses", "parse_symmetry"]
 
 
 _IDENTITY = np.eye(3)[None]
@@ -71,14 +71,35 @@ def closest_equivalent(
     t_all = np.broadcast_to(t, (*shape[:-2], 3))
     if not symmetries:
         return R_all.copy(), t_all.copy()
-    S = np.asarray(symmetries, dtype=np.float64).reshape(-1, 4, 4)
-    S_R = np.concatenate([_IDENTITY, S[:, :3, :3]])
-    S_t = np.concatenate([_NO_SHIFT, S[:, :3, 3]])
+    S_R, S_t = _with_identity(symmetries)
     relative = np.swapaxes(R_ref, -1, -2) @ R  # trace(R_ref^T R S) = sum_ij relative_ij S_ji
     score = np.einsum("...ij,kji->...k", relative, S_R)
     score[..., 1:] -= 1e-12  # the pose itself on a tie
     best = np.argmax(score, axis=-1)
     return R_all @ S_R[best], t_all + np.einsum("...ij,...j->...i", R_all, S_t[best])
+
+
+def _with_identity(symmetries: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (1 + S, 3, 3) and shifts (1 + S, 3) of the identity and the symmetries."""
+    S = np.asarray(symmetries, dtype=np.float64).reshape(-1, 4, 4)
+    return np.concatenate([_IDENTITY, S[:, :3, :3]]), np.concatenate([_NO_SHIFT, S[:, :3, 3]])
+
+
+def equivalent_poses(
+    R: np.ndarray, t: np.ndarray, symmetries: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every equivalent of one pose ``(R, t)``, the pose itself first.
+
+    Why: a training loss that accepts any of them (the least error over the equivalents)
+    does not ask the network to tell apart views that look the same.
+
+    Returns:
+        (R_eq (1 + S, 3, 3), t_eq (1 + S, 3)) float64, S = ``len(symmetries)``.
+    """
+    R = np.asarray(R, dtype=np.float64).reshape(3, 3)
+    t = np.asarray(t, dtype=np.float64).reshape(3)
+    S_R, S_t = _with_identity(symmetries)
+    return R @ S_R, t + S_t @ R.T
 
 
 def canonical_pose(

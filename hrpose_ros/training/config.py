@@ -124,6 +124,9 @@ class LossConfig:
     """Belief-to-logit scale of the corner-identity cross-entropy."""
     offset_weight: float = 1.0
     """Weight of the L1 term of ``data.vector_field: corner_offsets`` (training.losses)."""
+    symmetric_offsets: bool = True
+    """``corner_offsets``: the offset error of an object with symmetries is the least over
+    its equivalent poses (``training.losses.offset_loss``); False: the canonical pose's only."""
 
 
 @dataclass(frozen=True)

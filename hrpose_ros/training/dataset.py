@@ -32,7 +32,7 @@ from hrpose_ros.data.bop import BopError, BopImage, read_dataset
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, Keypoint
 from hrpose_ros.geometry.objects import Catalogue
-from hrpose_ros.geometry.symmetry import canonical_pose
+from hrpose_ros.geometry.symmetry import canonical_pose, equivalent_poses
 from hrpose_ros.geometry.targets import (
     CORNER_OFFSETS,
     DEFAULT_OFFSET_SCALE,
@@ -87,6 +87,13 @@ class BopPoseDataset(Dataset):
         keypoints_2d (M, 9, 2) float64 input pixels; visible (M,) bool (used for targets);
         scene_id, im_id () int64.
     M counts the instances whose obj_id is in the catalogue; other objects are background.
+
+    When some object of the catalogue has symmetries (A = the most any object has), also:
+        keypoints_2d_alternatives (M, A, 9, 2): the keypoints of the pose's other symmetric
+        equivalents (NaN where an object has fewer, e.g. none); and, with targets of kind
+        ``corner_offsets``, offset_alternatives (A, C*16, H/s, W/s): the offsets those
+        keypoints give. ``keypoints_2d`` and ``vectors`` stay the canonical pose's. The
+        offset loss takes the least error over them (``training.losses.offset_loss``).
     """
 
     def __init__(
@@ -159,6 +166,7 @@ class BopPoseDataset(Dataset):
         self.target_dtype, self.with_targets = target_dtype, with_targets
         self._class_of = {spec.id: i for i, spec in enumerate(catalogue)}
         self._keypoints = catalogue.keypoints_3d()
+        self.num_alternatives = max(len(spec.symmetries) for spec in catalogue)
         try:
             self.images: list[BopImage] = read_dataset(root, scene_ids)
         except BopError as exc:
@@ -221,6 +229,7 @@ class BopPoseDataset(Dataset):
         kp = np.full((len(keep), NUM_KEYPOINTS, 2), np.nan)
         for m in range(len(keep)):
             kp[m] = project_points(self._keypoints[cls[m]], R[m], t[m], view.K)
+        alternatives = self._alternative_keypoints(R, t, cls, view.K)
         sample = {
             "image": torch.from_numpy(normalize_image(rgb)),
             "R": torch.from_numpy(R),
@@ -237,7 +246,30 @@ class BopPoseDataset(Dataset):
             sample["belief"], sample["vectors"] = self._targets(
                 np.where(visible[:, None, None], kp, np.nan), cls
             )
+        if alternatives is not None:
+            sample["keypoints_2d_alternatives"] = torch.from_numpy(alternatives)
+            if self.with_targets and self.vector_field == CORNER_OFFSETS:
+                seen = np.where(visible[:, None, None, None], alternatives, np.nan)
+                sample["offset_alternatives"] = torch.stack(
+                    [self._offsets(seen[:, a], cls) for a in range(self.num_alternatives)]
+                )
         return sample
+
+    def _alternative_keypoints(
+        self, R: np.ndarray, t: np.ndarray, cls: np.ndarray, K: np.ndarray
+    ) -> np.ndarray | None:
+        """(M, A, 9, 2) keypoints of each instance's non-canonical equivalents (NaN where an
+        object has fewer than A); None when no object of the catalogue has symmetries."""
+        if not self.num_alternatives:
+            return None
+        out = np.full((len(cls), self.num_alternatives, NUM_KEYPOINTS, 2), np.nan)
+        for m, c in enumerate(cls):
+            symmetries = self.catalogue[int(c)].symmetries
+            if symmetries:
+                R_eq, t_eq = equivalent_poses(R[m], t[m], symmetries)
+                for a in range(len(symmetries)):
+                    out[m, a] = project_points(self._keypoints[c], R_eq[a + 1], t_eq[a + 1], K)
+        return out
 
     def _warp(self, view: ViewTransform, rgb: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         """Warp into the sample's frame; with augmentation, a random border colour and the
@@ -282,21 +314,38 @@ class BopPoseDataset(Dataset):
             offset=(float(offset[0]), float(offset[1])),
         )
 
+    def _out_hw(self) -> tuple[int, int]:
+        size = self.crop_size or self.input_size
+        return size[1] // self.stride, size[0] // self.stride
+
     def _targets(self, keypoints_2d: np.ndarray, cls: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Geometry-core targets of the visible instances, in ``target_dtype``."""
-        size = self.crop_size or self.input_size
-        out_hw = (size[1] // self.stride, size[0] // self.stride)
-        C = len(self.catalogue)
-        belief = belief_maps(keypoints_2d, cls, C, out_hw, self.stride, self.sigma)
+        belief = belief_maps(keypoints_2d, cls, len(self.catalogue), self._out_hw(), self.stride, self.sigma)
         if self.vector_field == CORNER_OFFSETS:
-            scale = self.offset_scale
-            vectors = corner_offsets(keypoints_2d, cls, C, out_hw, self.stride, self.radius, scale)
+            vectors = self._offsets(keypoints_2d, cls)
         else:
-            vectors = vector_fields(keypoints_2d, cls, C, out_hw, self.stride, self.radius)
-        return torch.from_numpy(belief).to(self.target_dtype), torch.from_numpy(vectors).to(self.target_dtype)
+            C, out_hw = len(self.catalogue), self._out_hw()
+            vectors = torch.from_numpy(
+                vector_fields(keypoints_2d, cls, C, out_hw, self.stride, self.radius)
+            ).to(self.target_dtype)
+        return torch.from_numpy(belief).to(self.target_dtype), vectors
+
+    def _offsets(self, keypoints_2d: np.ndarray, cls: np.ndarray) -> torch.Tensor:
+        """``corner_offsets`` targets of these keypoints, in ``target_dtype``."""
+        C, out_hw = len(self.catalogue), self._out_hw()
+        offsets = corner_offsets(keypoints_2d, cls, C, out_hw, self.stride, self.radius, self.offset_scale)
+        return torch.from_numpy(offsets).to(self.target_dtype)
 
 
-_PAD = {"R": np.nan, "t": np.nan, "keypoints_2d": np.nan, "class_index": -1, "obj_id": -1, "visible": False}
+_PAD = {
+    "R": np.nan,
+    "t": np.nan,
+    "keypoints_2d": np.nan,
+    "keypoints_2d_alternatives": np.nan,
+    "class_index": -1,
+    "obj_id": -1,
+    "visible": False,
+}
 
 
 def collate(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -43,6 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from hrpose_ros.geometry.objects import Catalogue, load_catalogue
+from hrpose_ros.geometry.targets import CORNER_OFFSETS
 from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
 from hrpose_ros.network.model import (
     OUTPUT_STRIDE,
@@ -231,18 +232,29 @@ def build_datasets(
     return train, val, ds.collate
 
 
-def _targets(batch: dict[str, Any], cfg: TrainConfig, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch's belief/vector targets: from the loader, or built on the device from keypoints."""
+def _targets(
+    batch: dict[str, Any], cfg: TrainConfig, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The batch's belief/vector targets and the offsets of the symmetric equivalents (None
+    unless ``loss.symmetric_offsets`` and a ``corner_offsets`` catalogue with symmetries):
+    from the loader, or built on the device from keypoints."""
+    d = cfg.data
+    wanted = cfg.loss.symmetric_offsets and d.vector_field == CORNER_OFFSETS
     if "belief" in batch:
-        return batch["belief"], batch["vectors"]
-    from hrpose_ros.training.targets_torch import batch_targets  # noqa: PLC0415
+        return batch["belief"], batch["vectors"], batch.get("offset_alternatives") if wanted else None
+    from hrpose_ros.training.targets_torch import batch_offset_alternatives, batch_targets  # noqa: PLC0415
 
     image = batch["image"]
     out_hw = (image.shape[-2] // OUTPUT_STRIDE, image.shape[-1] // OUTPUT_STRIDE)
-    d = cfg.data
-    return batch_targets(
+    belief, vectors = batch_targets(
         batch, num_classes, out_hw, OUTPUT_STRIDE, d.sigma, d.radius, d.vector_field, d.offset_scale
     )
+    alternatives = (
+        batch_offset_alternatives(batch, num_classes, out_hw, OUTPUT_STRIDE, d.radius, d.offset_scale)
+        if wanted
+        else None
+    )
+    return belief, vectors, alternatives
 
 
 def _autocast(device: torch.device, enabled: bool) -> Any:
@@ -585,8 +597,10 @@ class Trainer:
         teacher_out = self._teacher_outputs(batch["image"])
         with _autocast(self.device, self.use_amp):
             out = self.ddp(batch["image"])
-        belief, vectors = _targets(batch, self.cfg, len(self.catalogue))
-        loss, parts = total_loss(out, belief, vectors, teacher_out, self.weights)
+        belief, vectors, alternatives = _targets(batch, self.cfg, len(self.catalogue))
+        loss, parts = total_loss(
+            out, belief, vectors, teacher_out, self.weights, offset_alternatives=alternatives
+        )
         parts = mean_over_ranks(parts, self.dist)  # every rank sees a NaN at once, and stops
         if not math.isfinite(parts["total"]):
             raise NonFiniteLossError(
@@ -677,8 +691,11 @@ class Trainer:
             batch = _to_device(raw, self.device, self.cfg.channels_last)
             with _autocast(self.device, self.use_amp):
                 out = self.model(batch["image"])
-            belief, vectors = _targets(batch, self.cfg, len(self.catalogue))
-            _, parts = total_loss(out, belief, vectors, self._teacher_outputs(batch["image"]), self.weights)
+            belief, vectors, alternatives = _targets(batch, self.cfg, len(self.catalogue))
+            teacher_out = self._teacher_outputs(batch["image"])
+            _, parts = total_loss(
+                out, belief, vectors, teacher_out, self.weights, offset_alternatives=alternatives
+            )
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
