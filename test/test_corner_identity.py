@@ -25,24 +25,6 @@ CATALOGUE = cuboid_catalogue()
 SIZE = (320, 240)
 
 
-class _TwinOracle(torch.nn.Module):
-    """Returns the offsets of each pose's symmetric twin (the dataset's ``offset_alternatives``)
-    where there is one, else the dataset's own."""
-
-    def __init__(self, dataset: BopPoseDataset) -> None:
-        super().__init__()
-        self.dataset, self.calls = dataset, 0
-
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        sample = self.dataset[self.calls]
-        self.calls += 1
-        twin = sample["offset_alternatives"][0]
-        return {
-            "belief": sample["belief"][None],
-            "vectors": torch.where(twin != 0, twin, sample["vectors"])[None],
-        }
-
-
 class _WithoutTwins:
     """A dataset whose samples do not say that an object has a symmetric twin."""
 
@@ -67,15 +49,23 @@ class _Oracle(torch.nn.Module):
     """Returns the dataset's own target maps, in the order corner_identity asks for images."""
 
     def __init__(
-        self, dataset: BopPoseDataset, swap: tuple[int, int] | None = None, swap_classes: bool = False
+        self,
+        dataset: BopPoseDataset,
+        swap: tuple[int, int] | None = None,
+        swap_classes: bool = False,
+        twin: bool = False,
     ) -> None:
         super().__init__()
         self.dataset, self.swap, self.swap_classes, self.calls = dataset, swap, swap_classes, 0
+        self.twin = twin
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         sample = self.dataset[self.calls]
         belief, vectors = sample["belief"].clone(), sample["vectors"].clone()
         self.calls += 1
+        if self.twin:  # the offsets of each pose's symmetric twin where it has one
+            twin = sample["offset_alternatives"][0]
+            vectors = torch.where(twin != 0, twin, vectors)
         if self.swap:
             a, b = self.swap
             for c in range(len(CATALOGUE)):
@@ -128,11 +118,13 @@ def test_offsets_of_the_symmetric_twin_are_right_for_a_symmetric_object_only(tmp
     half_turn = np.array([-1.0, 0, 0, 0, 0, -1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1])
     symmetric = Catalogue([replace(CATALOGUE[0], symmetric=True, symmetries=(half_turn,)), CATALOGUE[1]])
     dataset = _dataset(tmp_path, symmetric, vector_field="corner_offsets")
-    twin = corner_identity_script.corner_identity(_TwinOracle(dataset), dataset, images=3)
+    twin = corner_identity_script.corner_identity(_Oracle(dataset, twin=True), dataset, images=3)
     assert twin["offset_identity"] == 1.0 and twin["offset_error_median_px"] < 1e-3
     assert set(twin) >= {"offset_identity/" + spec.name for spec in symmetric}
     # the same offsets scored as if the object had no twin: its corners are the wrong ones
-    blind = corner_identity_script.corner_identity(_TwinOracle(dataset), _WithoutTwins(dataset), images=3)
+    blind = corner_identity_script.corner_identity(
+        _Oracle(dataset, twin=True), _WithoutTwins(dataset), images=3
+    )
     assert blind[f"offset_identity/{CATALOGUE[0].name}"] < 0.5
     assert blind[f"offset_identity/{CATALOGUE[1].name}"] == 1.0
 

@@ -225,10 +225,11 @@ def test_symmetric_objects_get_one_canonical_pose(tmp_path):
 def test_symmetric_objects_carry_the_keypoints_and_offsets_of_their_other_equivalent(tmp_path):
     """``keypoints_2d_alternatives`` holds the half-turned twin's keypoints (NaN for an object
     without symmetries), and ``offset_alternatives`` the offsets they give, built on the
-    training device (``targets_torch``) the same as in the loader."""
+    training device the same as in the loader."""
     from hrpose_ros.geometry.symmetry import equivalent_poses  # noqa: PLC0415
     from hrpose_ros.geometry.targets import corner_offsets  # noqa: PLC0415
-    from hrpose_ros.training.targets_torch import batch_offset_alternatives  # noqa: PLC0415
+    from hrpose_ros.training.config import TrainConfig  # noqa: PLC0415
+    from hrpose_ros.training.train import _targets  # noqa: PLC0415
 
     half_turn = np.array([-1.0, 0, 0, 0.001, 0, -1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1])
     catalogue = Catalogue([replace(CATALOGUE[0], symmetric=True, symmetries=(half_turn,)), CATALOGUE[1]])
@@ -258,8 +259,15 @@ def test_symmetric_objects_carry_the_keypoints_and_offsets_of_their_other_equiva
         s["offset_alternatives"][0, :16].abs().sum() > 0 and s["offset_alternatives"][0, 16:].abs().sum() == 0
     )
     batch = collate([s, s])
-    on_device = batch_offset_alternatives(batch, 2, out_hw, STRIDE, 3.0, 4.0)
+    device_batch = {k: v for k, v in batch.items() if k not in ("belief", "vectors", "offset_alternatives")}
+    cfg = TrainConfig()
+    cfg = replace(cfg, data=replace(cfg.data, vector_field="corner_offsets", offset_scale=4.0, radius=3.0))
+    on_device = _targets(device_batch, cfg, 2)[2]  # built by the training loop, as on a GPU
     torch.testing.assert_close(on_device, batch["offset_alternatives"], atol=1e-5, rtol=0)
+    canonical_only = replace(cfg, loss=replace(cfg.loss, symmetric_offsets=False))
+    assert (
+        _targets(device_batch, canonical_only, 2)[2] is None and _targets(batch, canonical_only, 2)[2] is None
+    )
     plain = BopPoseDataset(tmp_path, Catalogue([CATALOGUE[0], CATALOGUE[1]]), SRC, STRIDE)[0]
     assert "keypoints_2d_alternatives" not in plain and "offset_alternatives" not in plain
 

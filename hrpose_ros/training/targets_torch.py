@@ -18,7 +18,6 @@ from hrpose_ros.geometry.targets import CORNER_OFFSETS, DEFAULT_OFFSET_SCALE, TO
 
 __all__ = [
     "TargetError",
-    "batch_offset_alternatives",
     "batch_targets",
     "belief_maps",
     "corner_offsets",
@@ -186,29 +185,3 @@ def batch_targets(  # noqa: PLR0917 (the targets' parameters, in their order)
     else:
         vectors = vector_fields(kp, cls, num_classes, out_hw, stride, radius)
     return belief_maps(kp, cls, num_classes, out_hw, stride, sigma), vectors
-
-
-def batch_offset_alternatives(  # noqa: PLR0917 (the targets' parameters, in their order)
-    batch: dict[str, torch.Tensor],
-    num_classes: int,
-    out_hw: tuple[int, int],
-    stride: int = 4,
-    radius: float = 3.0,
-    offset_scale: float = DEFAULT_OFFSET_SCALE,
-) -> torch.Tensor | None:
-    """The dataset's ``offset_alternatives`` built on the device: (N, A, C*16, h, w)
-    ``corner_offsets`` of ``batch['keypoints_2d_alternatives']`` (N, M, A, 9, 2), the
-    symmetric equivalents of each pose; None when the batch has none."""
-    alternatives = batch.get("keypoints_2d_alternatives")
-    if alternatives is None:
-        return None
-    visible = batch["visible"].to(alternatives.device)
-    alternatives = torch.where(visible[..., None, None, None], alternatives, torch.nan)
-    cls = batch["class_index"].to(alternatives.device)
-    return torch.stack(
-        [
-            corner_offsets(alternatives[:, :, a], cls, num_classes, out_hw, stride, radius, offset_scale)
-            for a in range(alternatives.shape[2])
-        ],
-        dim=1,
-    )

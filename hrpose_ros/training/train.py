@@ -242,19 +242,23 @@ def _targets(
     wanted = cfg.loss.symmetric_offsets and d.vector_field == CORNER_OFFSETS
     if "belief" in batch:
         return batch["belief"], batch["vectors"], batch.get("offset_alternatives") if wanted else None
-    from hrpose_ros.training.targets_torch import batch_offset_alternatives, batch_targets  # noqa: PLC0415
+    from hrpose_ros.training.targets_torch import batch_targets, corner_offsets  # noqa: PLC0415
 
     image = batch["image"]
     out_hw = (image.shape[-2] // OUTPUT_STRIDE, image.shape[-1] // OUTPUT_STRIDE)
     belief, vectors = batch_targets(
         batch, num_classes, out_hw, OUTPUT_STRIDE, d.sigma, d.radius, d.vector_field, d.offset_scale
     )
-    alternatives = (
-        batch_offset_alternatives(batch, num_classes, out_hw, OUTPUT_STRIDE, d.radius, d.offset_scale)
-        if wanted
-        else None
-    )
-    return belief, vectors, alternatives
+    twins = batch.get("keypoints_2d_alternatives")  # (N, M, A, 9, 2)
+    if not wanted or twins is None:
+        return belief, vectors, None
+    twins = torch.where(batch["visible"].to(twins.device)[..., None, None, None], twins, torch.nan)
+    cls = batch["class_index"].to(twins.device)
+    alternatives = [
+        corner_offsets(twins[:, :, a], cls, num_classes, out_hw, OUTPUT_STRIDE, d.radius, d.offset_scale)
+        for a in range(twins.shape[2])
+    ]
+    return belief, vectors, torch.stack(alternatives, dim=1)
 
 
 def _autocast(device: torch.device, enabled: bool) -> Any:
