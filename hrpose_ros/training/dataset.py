@@ -320,15 +320,12 @@ class BopPoseDataset(Dataset):
 
     def _targets(self, keypoints_2d: np.ndarray, cls: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Geometry-core targets of the visible instances, in ``target_dtype``."""
-        belief = belief_maps(keypoints_2d, cls, len(self.catalogue), self._out_hw(), self.stride, self.sigma)
+        C, out_hw = len(self.catalogue), self._out_hw()
+        belief = torch.from_numpy(belief_maps(keypoints_2d, cls, C, out_hw, self.stride, self.sigma))
         if self.vector_field == CORNER_OFFSETS:
-            vectors = self._offsets(keypoints_2d, cls)
-        else:
-            C, out_hw = len(self.catalogue), self._out_hw()
-            vectors = torch.from_numpy(
-                vector_fields(keypoints_2d, cls, C, out_hw, self.stride, self.radius)
-            ).to(self.target_dtype)
-        return torch.from_numpy(belief).to(self.target_dtype), vectors
+            return belief.to(self.target_dtype), self._offsets(keypoints_2d, cls)
+        vectors = vector_fields(keypoints_2d, cls, C, out_hw, self.stride, self.radius)
+        return belief.to(self.target_dtype), torch.from_numpy(vectors).to(self.target_dtype)
 
     def _offsets(self, keypoints_2d: np.ndarray, cls: np.ndarray) -> torch.Tensor:
         """``corner_offsets`` targets of these keypoints, in ``target_dtype``."""
