@@ -70,6 +70,7 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
     centroid: list[float] = []
     offset_hits: list[bool] = []
     offset_error: list[float] = []
+    size_ratio: list[float] = []
     offset_hits_by_class: dict[int, list[bool]] = {}
     offsets = dataset.vector_field == CORNER_OFFSETS
     found: list[float] = []
@@ -107,6 +108,7 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
                 offset_hits.extend(instance_hits)
                 offset_hits_by_class.setdefault(c, []).extend(instance_hits)
                 offset_error.extend(np.diag(dist))
+                size_ratio.append(_size_ratio(placed, gt))
         image_found, image_false = _centroid_peaks(belief, gt_centroids, len(dataset.catalogue))
         found += image_found
         false += image_false
@@ -122,9 +124,18 @@ def corner_identity(model: torch.nn.Module, dataset: BopPoseDataset, images: int
         result["offset_identity"] = float(np.mean(offset_hits)) if offset_hits else float("nan")
         result["offset_error_median_px"] = float(np.median(offset_error)) if offset_error else float("nan")
         result["offset_corners"] = len(offset_hits)
+        result["offset_size_ratio_median"] = float(np.median(size_ratio)) if size_ratio else float("nan")
         for c, class_hits in sorted(offset_hits_by_class.items()):
             result[f"offset_identity/{dataset.catalogue[c].name}"] = float(np.mean(class_hits))
     return result
+
+
+def _size_ratio(placed: np.ndarray, gt: np.ndarray) -> float:
+    """Mean distance of the 8 placed corners from the ground-truth centroid over that of the
+    ground-truth corners (``gt``: (9, 2) output keypoints): below 1, PnP puts the object too far."""
+    centroid = gt[Keypoint.CENTROID]
+    true_size = float(np.linalg.norm(gt[:NUM_CORNERS] - centroid, axis=1).mean())
+    return float(np.linalg.norm(placed - centroid, axis=1).mean()) / max(true_size, 1e-9)
 
 
 def _nearest_equivalent_distances(
@@ -179,7 +190,7 @@ def main() -> None:
         print(
             f"corner offsets: identity {100 * result['offset_identity']:.1f} % "
             f"({result['offset_corners']} corners), median error {result['offset_error_median_px']:.2f} "
-            "output px"
+            f"output px; placed cuboid size / true size: median {result['offset_size_ratio_median']:.3f}"
         )
         per_object = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith("offset_identity/")}
         print(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from hrpose_ros.data.augment import AugmentParams
 from hrpose_ros.training.config import ConfigError, TrainConfig, config_to_dict, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -47,6 +49,15 @@ def test_overrides_apply_after_the_file_and_parse_numbers(tmp_path: Path) -> Non
     assert cfg.epochs == 7 and cfg.optim.lr == 1e-3 and cfg.data.augment is False and cfg.batch_size == 4
 
 
+def test_augment_section_is_the_datasets_ranges(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("augment:\n  scale_range: [0.7, 1.4]\n")
+    cfg = load_config(path, ["augment.brightness=0.6"])
+    assert cfg.augment == replace(AugmentParams(), scale_range=(0.7, 1.4), brightness=0.6)
+    assert TrainConfig().augment == AugmentParams()
+    assert config_to_dict(cfg)["augment"]["brightness"] == 0.6
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -67,6 +78,11 @@ def test_overrides_apply_after_the_file_and_parse_numbers(tmp_path: Path) -> Non
         ("optim.min_lr_fraction=2", "min_lr_fraction"),
         ("data.crop_width=96", "crop_width/height must both be"),
         ("data.crop_height=100", "crop_width/height must both be"),
+        ("augment.brightness=-0.1", "augment: brightness must be >= 0"),
+        ("augment.scale_range=[1.2, 0.9]", "augment: scale_range must satisfy"),
+        ("augment.scale_range=[0.9]", "augment.scale_range must have 2 values"),
+        ("augment.scale_range=[small, 1]", "augment.scale_range must be a number"),
+        ("augment.blur_prob=2", "augment: blur_prob must lie in"),
     ],
 )
 def test_bad_values_name_the_field(override: str, message: str) -> None:

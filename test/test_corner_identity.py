@@ -54,15 +54,17 @@ class _Oracle(torch.nn.Module):
         swap: tuple[int, int] | None = None,
         swap_classes: bool = False,
         twin: bool = False,
+        offset_gain: float = 1.0,
     ) -> None:
         super().__init__()
         self.dataset, self.swap, self.swap_classes, self.calls = dataset, swap, swap_classes, 0
-        self.twin = twin
+        self.twin, self.offset_gain = twin, offset_gain
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         sample = self.dataset[self.calls]
         belief, vectors = sample["belief"].clone(), sample["vectors"].clone()
         self.calls += 1
+        vectors *= self.offset_gain  # < 1: every cuboid placed that much smaller
         if self.twin:  # the offsets of each pose's symmetric twin where it has one
             twin = sample["offset_alternatives"][0]
             vectors = torch.where(twin != 0, twin, vectors)
@@ -109,6 +111,10 @@ def test_offset_identity_is_full_for_the_ground_truth_and_lost_when_offsets_swap
     assert right["offset_error_median_px"] < 1e-3
     swapped = corner_identity_script.corner_identity(_Oracle(dataset, swap=(0, 7)), dataset, images=3)
     assert swapped["offset_identity"] == 0.75 and swapped["offset_error_median_px"] < 1e-3
+    assert abs(right["offset_size_ratio_median"] - 1.0) < 1e-6
+    assert abs(swapped["offset_size_ratio_median"] - 1.0) < 1e-6  # the same corners, other labels
+    small = corner_identity_script.corner_identity(_Oracle(dataset, offset_gain=0.9), dataset, images=3)
+    assert abs(small["offset_size_ratio_median"] - 0.9) < 0.02
     assert "offset_identity" not in corner_identity_script.corner_identity(
         _Oracle(_dataset(tmp_path / "paper")), _dataset(tmp_path / "paper"), images=3
     )

@@ -14,6 +14,7 @@ import pytest
 import torch
 from data_fixtures import render_box_scene
 
+from hrpose_ros.data.augment import AugmentParams
 from hrpose_ros.data.bop import read_dataset
 from hrpose_ros.evaluation.runner import evaluate
 from hrpose_ros.geometry.objects import load_catalogue
@@ -104,6 +105,16 @@ def test_tiny_model_overfits_until_pnp_recovers_the_poses(scene, tmp_path, vecto
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_training_set_augments_with_the_configs_ranges_and_only_when_on(scene, tmp_path) -> None:
+    ranges = replace(AugmentParams(), brightness=0.6, scale_range=(0.7, 1.4))
+    cfg = _config(scene, tmp_path, augment=ranges)
+    catalogue = load_catalogue(cfg.data.objects)
+    on, _, _ = build_datasets(replace(cfg, data=replace(cfg.data, augment=True)), catalogue)
+    off, _, _ = build_datasets(cfg, catalogue)
+    assert on.augment == ranges
+    assert off.augment is None
 
 
 def test_channels_last_trains_the_same_network(scene, tmp_path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from hrpose_ros.data.augment import AugmentParams
 from hrpose_ros.geometry.targets import VECTOR_FIELDS
 
 __all__ = [
@@ -65,7 +66,8 @@ class DataConfig:
     offset_scale: float = 8.0
     """Output pixels per unit of a ``corner_offsets`` field."""
     augment: bool = True
-    """Online augmentation: blur, colour jitter, rotation."""
+    """Online augmentation (its ranges: the ``augment`` section): roll, zoom, shift, colour
+    jitter, blur, noise; false trains on the plain images."""
     crop_width: int = 0
     crop_height: int = 0
     """Train on crop_width x crop_height windows around the objects, cut at the network's
@@ -191,6 +193,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    """Ranges of the online augmentation (``data.augment`` turns it on), e.g.
+    ``--set augment.brightness=0.6``; the dataset's own ``data.augment.AugmentParams``."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -273,12 +278,18 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{dotted}.")
         else:
-            kwargs[key] = _coerce(value, fields[key], dotted, cls)
-    return cls(**kwargs)
+            plain = fields[key].default
+            kwargs[key] = _coerce(value, None if plain is dataclasses.MISSING else plain, dotted, cls)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as error:  # a section's own check (e.g. AugmentParams' ranges)
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from None
 
 
-def _coerce(value: Any, fld: dataclasses.Field, dotted: str, cls: type) -> Any:
-    default = fld.default if fld.default is not dataclasses.MISSING else None
+def _coerce(value: Any, default: Any, dotted: str, cls: type) -> Any:
+    """``value`` as the type of the field's ``default`` (None: any value)."""
     if default is None:
         return value
     kind = type(default)
@@ -295,6 +306,10 @@ def _coerce(value: Any, fld: dataclasses.Field, dotted: str, cls: type) -> Any:
         return float(value)
     if kind is str and isinstance(value, Path):
         return str(value)
+    if kind is tuple and isinstance(value, list | tuple):  # YAML and --set give lists
+        if len(value) != len(default):
+            raise ConfigError(f"{dotted} must have {len(default)} values, got {value!r}")
+        return tuple(_coerce(v, d, dotted, cls) for v, d in zip(value, default, strict=True))
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ConfigError(f"{dotted} must be {kind.__name__}, got {value!r} in {cls.__name__}")
     return value

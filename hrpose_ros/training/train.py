@@ -227,7 +227,8 @@ def build_datasets(
         "with_targets": targets_in_loader,
     }
     crop = (cfg.data.crop_width, cfg.data.crop_height) if cfg.data.crop_width and cfg.data.augment else None
-    train = ds.BopPoseDataset(cfg.data.train_dir, augment=cfg.data.augment, crop_size=crop, **common)
+    augment = cfg.augment if cfg.data.augment else None
+    train = ds.BopPoseDataset(cfg.data.train_dir, augment=augment, crop_size=crop, **common)
     val = ds.BopPoseDataset(cfg.data.val_dir, augment=False, **common) if cfg.data.val_dir else None
     return train, val, ds.collate
 
