@@ -41,7 +41,6 @@ import numpy as np
 from tqdm import tqdm
 
 from hrpose_ros.geometry.camera import intrinsics_matrix, project_points
-from hrpose_ros.geometry.decode import DecodeParams
 from hrpose_ros.geometry.targets import belief_maps, vector_fields
 from hrpose_ros.runtime.backends import Backend, create_backend
 from hrpose_ros.runtime.bundle import ModelBundle, load_bundle
@@ -402,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = create_backend(backend_name, bundle, **options)
         if args.bundle is None and args.scene_objects > 0:
             backend = SceneOutputs(backend, K, args.scene_objects)
-        estimator = Estimator(bundle, backend, DecodeParams())
+        estimator = Estimator(bundle, backend)  # a bundle decodes at its own settings
         label = f"{backend_name} {bundle.input_width}x{bundle.input_height} {opt} {quant}"
         ref_stats = None
         if reference is None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from runtime_fixtures import make_bundle, make_catalogue
 
+from hrpose_ros.geometry.decode import DecodeParams
 from hrpose_ros.geometry.keypoints import keypoint_names
 from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
 from hrpose_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -48,6 +49,36 @@ def test_the_kind_of_vector_field_round_trips_and_older_bundles_hold_the_papers(
     del data["vector_field"], data["offset_scale"]  # written before the fields existed
     bundle.metadata_path.write_text(json.dumps(data))
     assert load_bundle(bundle.metadata_path).vector_field == "to_centroid"
+
+
+def test_decoder_settings_round_trip_and_older_bundles_take_the_decoders_defaults(bundle):
+    data = json.loads(bundle.metadata_path.read_text())
+    data["decode"] = {"centroid_threshold": 0.3, "min_keypoints": 6}
+    bundle.metadata_path.write_text(json.dumps(data))
+    loaded = load_bundle(bundle.metadata_path)
+    assert loaded.decode == {"centroid_threshold": 0.3, "min_keypoints": 6}
+    assert loaded.decode_params == DecodeParams(centroid_threshold=0.3, min_keypoints=6)
+    assert json.loads(json.dumps(loaded.to_json_dict()))["decode"] == loaded.decode
+    del data["decode"]  # written before the field existed
+    bundle.metadata_path.write_text(json.dumps(data))
+    assert load_bundle(bundle.metadata_path).decode_params == DecodeParams()
+
+
+@pytest.mark.parametrize(
+    ("decode", "message"),
+    [
+        ({"centroid_treshold": 0.3}, r"unknown decoder settings \['centroid_treshold'\]"),
+        ({"min_keypoints": 0}, "min_keypoints is out of range"),
+        ({"peak_threshold": "high"}, "'decode'"),
+        ([0.3], "must map DecodeParams fields"),
+    ],
+)
+def test_bad_decoder_settings_are_refused_naming_them(bundle, decode, message):
+    data = json.loads(bundle.metadata_path.read_text())
+    data["decode"] = decode
+    bundle.metadata_path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle.metadata_path)
 
 
 @pytest.mark.parametrize("suffix", ["", ".json", ".onnx"])

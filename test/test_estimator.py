@@ -8,6 +8,8 @@ ORIGINAL image's camera frame.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -105,6 +107,17 @@ def test_decode_params_can_change_between_frames(bundle):
     assert est(image, K) == []
     with pytest.raises(TypeError, match="DecodeParams"):
         est.decode_params = {"centroid_threshold": 0.2}
+
+
+def test_the_bundles_own_decoder_settings_are_the_default_and_explicit_ones_win(bundle):
+    K = intrinsics_matrix(600.0, 600.0, 319.5, 239.5)
+    strict = replace(bundle, decode={"centroid_threshold": 1.5})  # no centroid is that strong
+    image = np.zeros((480, 640, 3), np.uint8)
+    est = Estimator(strict, TargetsBackend(strict, SCENE, K, (640, 480)))
+    assert est.decode_params == DecodeParams(centroid_threshold=1.5)
+    assert est(image, K) == []
+    explicit = Estimator(strict, TargetsBackend(strict, SCENE, K, (640, 480)), DecodeParams())
+    assert len(explicit(image, K)) == 2
 
 
 def test_two_instances_of_a_class_are_numbered(bundle):

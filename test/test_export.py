@@ -11,6 +11,7 @@ from runtime_fixtures import make_catalogue
 
 torch = pytest.importorskip("torch", reason="export needs the training stack (torch)")
 
+from hrpose_ros.geometry.decode import DecodeParams  # noqa: E402
 from hrpose_ros.network.model import create_model  # noqa: E402
 from hrpose_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from hrpose_ros.runtime.bundle import load_bundle  # noqa: E402
@@ -160,17 +161,29 @@ def test_cli_exports_a_checkpoint_for_its_trained_classes(tmp_path):
         },
     )
     out = tmp_path / "models" / "tiny"
-    assert (
-        main(
-            ["--checkpoint", str(ckpt), "--catalogue", "config/objects.yaml", "--out", str(out), "--no-fp16"]
-        )
-        == 0
-    )
+    args = ["--checkpoint", str(ckpt), "--catalogue", "config/objects.yaml", "--out", str(out), "--no-fp16"]
+    assert main([*args, "--decode", "centroid_threshold=0.3", "--decode", "snap_radius_px=1"]) == 0
     bundle = load_bundle(out)
     assert bundle.classes == ("duck", "ape") and bundle.object_ids == (9, 1)
     assert bundle.model_name == "hrpose_tiny" and bundle.input_size == SIZE
     assert bundle.training["epoch"] == 3 and bundle.metrics["add"] == 0.5 and bundle.fp16_onnx_path is None
     assert (bundle.vector_field, bundle.offset_scale) == ("corner_offsets", 6.0)  # for the decoder
+    assert bundle.decode_params == DecodeParams(centroid_threshold=0.3, snap_radius_px=1.0)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("centroid_treshold=0.3", "unknown decoder settings"),
+        ("min_keypoints=0", "min_keypoints is out of range"),
+        ("centroid_threshold", "key=value"),
+        ("decode.centroid_threshold=0.3", "FIELD=VALUE"),
+    ],
+)
+def test_cli_refuses_a_bad_decoder_setting_in_one_line(tmp_path, caplog, setting, message):
+    args = ["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m"), "--no-fp16"]
+    assert main([*args, "--decode", setting]) == 1
+    assert message in caplog.text and "none.pt" not in caplog.text  # before the checkpoint loads
 
 
 def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path, caplog):

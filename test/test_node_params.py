@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,11 +17,13 @@ import yaml
 
 from hrpose_ros.geometry.decode import DecodeParams
 from hrpose_ros.ros.node_params import (
+    DECODE_PARAM_NAMES,
     DECODE_PARAM_SPECS,
     NODE_NAME,
     PARAM_SPECS,
     TRACKING_PARAM_SPECS,
     NodeConfigError,
+    decode_param_specs,
     decode_params_from,
     tracker_params_from,
     validate_params,
@@ -66,12 +71,27 @@ def test_tracking_parameters_are_the_tracker_params_fields_with_its_defaults_and
 
 
 def test_config_yaml_lists_every_parameter_with_the_node_default():
-    data = yaml.safe_load((ROOT / "config" / "hrpose.yaml").read_text())
-    params = data[NODE_NAME]["ros__parameters"]
-    assert set(params) == set(SPECS)
+    text = (ROOT / "config" / "hrpose.yaml").read_text()
+    params = yaml.safe_load(text)[NODE_NAME]["ros__parameters"]
+    assert set(params) == set(SPECS) - DECODE_PARAM_NAMES
     for name, value in params.items():
         assert value == SPECS[name].default, name
         assert type(value) is type(SPECS[name].default), name
+    # the decoder's are commented out, so that the model bundle's own settings apply
+    commented = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"\s*# (\w+): (\S+)\s+#.*", line)
+        if match and match[1] in DECODE_PARAM_NAMES:
+            commented[match[1]] = yaml.safe_load(match[2])
+    assert commented == {name: SPECS[name].default for name in DECODE_PARAM_NAMES}
+
+
+def test_decoder_parameters_default_to_the_bundles_settings_with_their_types():
+    specs = {s.name: s for s in decode_param_specs(DecodeParams(centroid_threshold=0.3, min_keypoints=6))}
+    assert specs["centroid_threshold"].default == 0.3 and specs["min_keypoints"].default == 6
+    assert specs["peak_threshold"].default == DecodeParams().peak_threshold
+    assert all(type(s.default) is type(SPECS[n].default) for n, s in specs.items())
+    assert specs["centroid_threshold"].description == SPECS["centroid_threshold"].description
 
 
 def test_launch_defaults_agree_with_the_node():
@@ -156,7 +176,7 @@ def test_node_refuses_out_of_range_threshold_naming_it(context):
     from rclpy.exceptions import ParameterException  # noqa: PLC0415
 
     with pytest.raises(ParameterException, match="peak_threshold"):
-        _node(context, model="m.json", peak_threshold=2.0)
+        _node(context, model=str(FIXTURE_MODEL), backend="onnxruntime", peak_threshold=2.0)
 
 
 @pytest.mark.ros
@@ -212,6 +232,32 @@ def _best_frame(node) -> tuple[int, int]:
     counts = [len(_process(node, image, info)) for image, info in _frame_messages(10)]
     assert max(counts) > 0, "the fixture model finds nothing in the fixture stream"
     return int(np.argmax(counts)), max(counts)
+
+
+@pytest.mark.ros
+@needs_fixture
+def test_node_takes_the_bundles_decoder_settings_unless_a_parameter_overrides_them(context, tmp_path):
+    for path in FIXTURE_MODEL.parent.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / FIXTURE_MODEL.name
+    metadata = json.loads(model.read_text())
+    metadata["decode"] = {"centroid_threshold": 0.35}
+    model.write_text(json.dumps(metadata))
+    node = _node(context, model=str(model), backend="onnxruntime", inference_threads=1)
+    try:
+        assert node.get_parameter("centroid_threshold").value == 0.35
+        assert node._estimator.decode_params.centroid_threshold == 0.35
+        assert node.get_parameter("peak_threshold").value == DecodeParams().peak_threshold
+    finally:
+        node.destroy_node()
+    node = _node(
+        context, model=str(model), backend="onnxruntime", inference_threads=1, centroid_threshold=0.2
+    )
+    try:
+        assert node.get_parameter("centroid_threshold").value == 0.2
+        assert node._estimator.decode_params.centroid_threshold == 0.2
+    finally:
+        node.destroy_node()
 
 
 @pytest.mark.ros

@@ -34,10 +34,12 @@ from visualization_msgs.msg import MarkerArray
 from hrpose_ros.geometry.objects import MESH_UNITS, load_catalogue
 from hrpose_ros.ros import ros_messages as rm
 from hrpose_ros.ros.node_params import (
+    DECODE_PARAM_NAMES,
     NODE_NAME,
     PARAM_SPECS,
     NodeConfigError,
     ParamSpec,
+    decode_param_specs,
     decode_params_from,
     tracker_params_from,
     validate_params,
@@ -114,7 +116,8 @@ class HRPoseNode(Node):
         self._worker: threading.Thread | None = None
         super().__init__(node_name, **kwargs)
         for spec in PARAM_SPECS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            if spec.name not in DECODE_PARAM_NAMES:  # those default to the model's, below
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
         values = self._param_values()
         validate_params(values)
         self._stats = PipelineStats()
@@ -125,6 +128,10 @@ class HRPoseNode(Node):
             slop_ns=int(values["camera_info_slop_s"] * 1e9), capacity=64, mode=values["camera_info_mode"]
         )
         self._load_model(values)
+        for spec in decode_param_specs(self._bundle.decode_params):
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        values = self._param_values()
+        validate_params(values)
         self._apply_live(values)
         self._pending: Image | None = None
         self._outbox: _Result | None = None
@@ -146,7 +153,12 @@ class HRPoseNode(Node):
     # ------------------------------------------------------------------ setup
 
     def _param_values(self) -> dict[str, Any]:
-        return {spec.name: self.get_parameter(spec.name).value for spec in PARAM_SPECS}
+        """Values of the declared parameters (the decoder's are declared once the model is loaded)."""
+        return {
+            spec.name: self.get_parameter(spec.name).value
+            for spec in PARAM_SPECS
+            if self.has_parameter(spec.name)
+        }
 
     def _load_model(self, values: dict[str, Any]) -> None:
         self._bundle = load_bundle(values["model"])
@@ -166,7 +178,7 @@ class HRPoseNode(Node):
                 f"cannot load model {self._bundle.onnx_path} with backend '{values['backend']}': {exc}"
             ) from exc
         self._backend_name = resolved
-        self._estimator = Estimator(self._bundle, self._backend, decode_params_from(values))
+        self._estimator = Estimator(self._bundle, self._backend)  # _apply_live sets the thresholds
         self._keypoints_3d = {c: self._bundle.keypoints_3d[i] for i, c in enumerate(self._bundle.classes)}
         self._symmetries = {} if self._catalogue is None else {o.name: o.symmetries for o in self._catalogue}
         unknown = [c for i, c in enumerate(self._bundle.classes) if self._bundle.symmetric[i]]

@@ -20,6 +20,7 @@ from hrpose_ros.runtime.tracking import TrackerParams
 __all__ = [
     "BACKENDS",
     "CAMERA_INFO_MODES",
+    "DECODE_PARAM_NAMES",
     "DECODE_PARAM_SPECS",
     "NODE_NAME",
     "PARAM_SPECS",
@@ -28,6 +29,7 @@ __all__ = [
     "TRACKING_PARAM_SPECS",
     "NodeConfigError",
     "ParamSpec",
+    "decode_param_specs",
     "decode_params_from",
     "tracker_params_from",
     "validate_params",
@@ -150,7 +152,25 @@ def _dataclass_specs(
 
 
 DECODE_PARAM_SPECS: tuple[ParamSpec, ...] = _dataclass_specs(DecodeParams, _DECODE_DOCS)
-"""One parameter per ``DecodeParams`` field, changeable at run time."""
+"""One parameter per ``DecodeParams`` field, changeable at run time; the node declares them
+with the model bundle's own settings as defaults (:func:`decode_param_specs`)."""
+
+DECODE_PARAM_NAMES = frozenset(spec.name for spec in DECODE_PARAM_SPECS)
+
+
+def decode_param_specs(defaults: DecodeParams) -> tuple[ParamSpec, ...]:
+    """The decoder parameters with ``defaults`` (a bundle's ``decode_params``) as defaults.
+
+    Why: the right thresholds belong to the network. A ``corner_offsets`` network makes
+    hundreds of weak false centroid peaks at ``DecodeParams``' 0.1 that a threshold of 0.3
+    removes at no loss of accuracy (README), so its bundle says 0.3; a parameter set in a
+    params file or on the command line still wins.
+    """
+    return tuple(
+        dataclasses.replace(spec, default=type(spec.default)(getattr(defaults, spec.name)))
+        for spec in DECODE_PARAM_SPECS
+    )
+
 
 TRACKING_PARAM_SPECS: tuple[ParamSpec, ...] = _dataclass_specs(TrackerParams, _TRACKING_DOCS, TRACKING_PREFIX)
 """``tracking_<field>`` per ``TrackerParams`` field, changeable at run time."""

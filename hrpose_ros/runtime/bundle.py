@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hrpose_ros.geometry.decode import DecodeError, DecodeParams
 from hrpose_ros.geometry.keypoints import NUM_KEYPOINTS, keypoint_names
 from hrpose_ros.geometry.targets import DEFAULT_OFFSET_SCALE, TO_CENTROID, VECTOR_FIELDS
 
@@ -28,6 +29,7 @@ __all__ = [
     "ModelBundle",
     "check_against_catalogue",
     "load_bundle",
+    "parse_decode_settings",
     "save_bundle_metadata",
     "select_for_bundle",
     "sha256_file",
@@ -97,6 +99,11 @@ class ModelBundle:
     written before the field existed hold the paper's ``to_centroid``."""
     offset_scale: float = DEFAULT_OFFSET_SCALE
     """Output pixels per unit of a ``corner_offsets`` output."""
+    decode: dict[str, Any] = field(default_factory=dict)
+    """Decoder settings that belong to this network (``DecodeParams`` field -> value), e.g.
+    the centroid threshold at which its false peaks stop and its recall does not drop yet;
+    fields not named keep ``DecodeParams``' defaults. The estimator starts from them, and
+    the node declares its decoder parameters with them as defaults."""
     input_name: str = "image"
     output_names: tuple[str, str] = ("belief", "vectors")
     dynamic_batch: bool = False
@@ -111,6 +118,11 @@ class ModelBundle:
     def name(self) -> str:
         """Bundle name: the metadata file's stem (``models/NAME.json`` -> ``NAME``)."""
         return self.metadata_path.stem
+
+    @property
+    def decode_params(self) -> DecodeParams:
+        """``DecodeParams`` with this network's ``decode`` settings."""
+        return DecodeParams(**self.decode)
 
     @property
     def num_classes(self) -> int:
@@ -153,6 +165,7 @@ class ModelBundle:
             "stride": int(self.stride),
             "vector_field": self.vector_field,
             "offset_scale": float(self.offset_scale),
+            "decode": dict(self.decode),
             "keypoints_3d": np.asarray(self.keypoints_3d, dtype=np.float64).tolist(),
             "diameters": [float(v) for v in self.diameters],
             "symmetric": [bool(v) for v in self.symmetric],
@@ -239,6 +252,10 @@ def _parse(data: dict[str, Any], metadata_path: Path) -> ModelBundle:
         raise bad(f"'vector_field' must be one of {list(VECTOR_FIELDS)}, got {vector_field!r}")
     if not (np.isfinite(offset_scale) and offset_scale > 0):
         raise bad(f"'offset_scale' must be > 0, got {offset_scale}")
+    try:
+        decode = parse_decode_settings(data.get("decode") or {})
+    except BundleError as exc:
+        raise bad(str(exc)) from None
     if keypoints_3d.shape != (num_classes, NUM_KEYPOINTS, 3):
         raise bad(
             f"'keypoints_3d' must have shape ({num_classes}, {NUM_KEYPOINTS}, 3), got {keypoints_3d.shape}"
@@ -269,6 +286,7 @@ def _parse(data: dict[str, Any], metadata_path: Path) -> ModelBundle:
         keypoint_order=order,
         vector_field=vector_field,
         offset_scale=offset_scale,
+        decode=decode,
         input_name=str(data.get("input_name", "image")),
         output_names=tuple(data.get("output_names", ("belief", "vectors"))),
         dynamic_batch=bool(data.get("dynamic_batch", False)),
@@ -279,6 +297,25 @@ def _parse(data: dict[str, Any], metadata_path: Path) -> ModelBundle:
         training=dict(data.get("training") or {}),
         metrics=dict(data.get("metrics") or {}),
     )
+
+
+def parse_decode_settings(decode: Any) -> dict[str, Any]:
+    """A bundle's ``decode`` settings, checked as ``DecodeParams`` takes them.
+
+    Raises:
+        BundleError: not a mapping, an unknown field, or a value ``DecodeParams`` refuses.
+    """
+    known = [f.name for f in fields(DecodeParams)]
+    if not isinstance(decode, dict):
+        raise BundleError(f"'decode' must map DecodeParams fields to values, got {decode!r}")
+    unknown = sorted(set(decode) - set(known))
+    if unknown:
+        raise BundleError(f"'decode' names unknown decoder settings {unknown}; known: {known}")
+    try:
+        DecodeParams(**decode)
+    except (DecodeError, TypeError) as exc:
+        raise BundleError(f"'decode': {exc}") from None
+    return dict(decode)
 
 
 def load_bundle(path: str | Path, verify_hash: bool = True) -> ModelBundle:

@@ -59,8 +59,9 @@ class Estimator:
     Args:
         bundle: model bundle (classes, input size, normalisation, 3D keypoints).
         backend: an inference backend for that bundle (``create_backend``).
-        decode_params: decoding thresholds; can be replaced at run time through the
-            ``decode_params`` property (the node updates thresholds live).
+        decode_params: decoding thresholds (None: the bundle's own, ``bundle.decode_params``);
+            can be replaced at run time through the ``decode_params`` property (the node
+            updates thresholds live).
         preprocess_mode: ``"letterbox"`` (keep aspect) or ``"resize"``.
         max_reprojection_error_px: drop poses whose mean reprojection error is larger
             (None keeps all).
@@ -84,7 +85,7 @@ class Estimator:
         self.bundle = bundle
         self.backend = backend
         self.preprocessor = Preprocessor(bundle.input_size, bundle.mean, bundle.std, mode=preprocess_mode)
-        self.decode_params = decode_params if decode_params is not None else DecodeParams()
+        self.decode_params = decode_params if decode_params is not None else bundle.decode_params
         self.max_reprojection_error_px = max_reprojection_error_px
         self.use_ransac = use_ransac
         self.last_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)

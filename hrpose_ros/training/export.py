@@ -28,7 +28,15 @@ from hrpose_ros.geometry.targets import DEFAULT_OFFSET_SCALE, TO_CENTROID
 from hrpose_ros.network.checkpoint import load_checkpoint, model_from_checkpoint
 from hrpose_ros.network.model import OUTPUT_STRIDE
 from hrpose_ros.network.normalization import IMAGENET_MEAN, IMAGENET_STD
-from hrpose_ros.runtime.bundle import ModelBundle, check_against_catalogue, save_bundle_metadata, sha256_file
+from hrpose_ros.runtime.bundle import (
+    BundleError,
+    ModelBundle,
+    check_against_catalogue,
+    parse_decode_settings,
+    save_bundle_metadata,
+    sha256_file,
+)
+from hrpose_ros.training.config import ConfigError, parse_override
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -152,6 +160,7 @@ def export_bundle(
     metrics: dict[str, Any] | None = None,
     vector_field: str = TO_CENTROID,
     offset_scale: float = DEFAULT_OFFSET_SCALE,
+    decode: dict[str, Any] | None = None,
 ) -> ModelBundle:
     """Export ``model`` as the bundle ``out`` (``out.onnx``, ``out.fp16.onnx``, ``out.json``).
 
@@ -167,6 +176,8 @@ def export_bundle(
         verify: compare ONNX Runtime with PyTorch (max relative error < 1e-3).
         vector_field, offset_scale: what the ``vectors`` output holds, for the decoder
             (the training config's ``data.vector_field`` / ``data.offset_scale``).
+        decode: decoder settings of this network (``DecodeParams`` field -> value), the
+            runtime's and the node's defaults for it (``ModelBundle.decode``).
 
     Raises:
         ExportError: bad arguments, or verification failed.
@@ -176,6 +187,10 @@ def export_bundle(
         raise ExportError(f"input_size must be positive multiples of 32 (W, H), got {input_size}")
     if opset < DEFAULT_OPSET:
         raise ExportError(f"opset must be >= {DEFAULT_OPSET}, got {opset}")
+    try:
+        decode = parse_decode_settings(decode or {})
+    except BundleError as exc:
+        raise ExportError(str(exc)) from None
     out = Path(out)
     if out.suffix in (".onnx", ".json"):
         out = out.with_suffix("")
@@ -211,6 +226,7 @@ def export_bundle(
         keypoint_order=tuple(keypoint_names()),
         vector_field=vector_field,
         offset_scale=offset_scale,
+        decode=decode,
         dynamic_batch=dynamic_batch,
         onnx_sha256=sha256_file(onnx_path),
         fp16_onnx_path=fp16_path if fp16 else None,
@@ -260,11 +276,37 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-fp16", action="store_true", help="skip the FP16 ONNX file")
     parser.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    parser.add_argument(
+        "--decode",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="decoder setting of this network, the runtime's and the node's default for it "
+        "(a DecodeParams field, e.g. centroid_threshold=0.3); repeatable",
+    )
     return parser
+
+
+def _decode_settings(items: list[str]) -> dict[str, Any]:
+    """``--decode FIELD=VALUE`` arguments as checked settings (values parsed as YAML numbers)."""
+    settings: dict[str, Any] = {}
+    for item in items:
+        try:
+            path, value = parse_override(item)
+        except ConfigError as exc:
+            raise ExportError(f"--decode {item!r}: {exc}") from None
+        if len(path) != 1:
+            raise ExportError(f"--decode {item!r}: expected FIELD=VALUE with a DecodeParams field")
+        settings[path[0]] = value
+    try:
+        return parse_decode_settings(settings)
+    except BundleError as exc:
+        raise ExportError(f"--decode: {exc}") from None
 
 
 def _export_checkpoint(args: argparse.Namespace) -> ModelBundle:
     """The CLI's work: checkpoint + catalogue -> bundle."""
+    decode = _decode_settings(args.decode)  # a typo fails before the checkpoint loads
     model, info = model_from_checkpoint(args.checkpoint)
     state = load_checkpoint(args.checkpoint)
     catalogue = load_catalogue(args.catalogue, args.mesh_dir)
@@ -299,6 +341,7 @@ def _export_checkpoint(args: argparse.Namespace) -> ModelBundle:
         metrics=state.get("metrics") or {},
         vector_field=info.get("vector_field", TO_CENTROID),
         offset_scale=float(info.get("offset_scale", DEFAULT_OFFSET_SCALE)),
+        decode=decode,
     )
     return bundle
 
