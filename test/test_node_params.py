@@ -262,6 +262,21 @@ def test_node_takes_the_bundles_decoder_settings_unless_a_parameter_overrides_th
 
 @pytest.mark.ros
 @needs_fixture
+def test_node_refuses_a_bundle_decoder_setting_out_of_its_range_naming_the_bundle(context, tmp_path):
+    from hrpose_ros.ros.node import ModelLoadError  # noqa: PLC0415
+
+    for path in FIXTURE_MODEL.parent.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / FIXTURE_MODEL.name
+    metadata = json.loads(model.read_text())
+    metadata["decode"] = {"max_peaks_per_map": 5000}  # DecodeParams takes it, the node's range not
+    model.write_text(json.dumps(metadata))
+    with pytest.raises(ModelLoadError, match=r"fixture\.json.*'decode'.*'max_peaks_per_map'"):
+        _node(context, model=str(model), backend="onnxruntime", inference_threads=1)
+
+
+@pytest.mark.ros
+@needs_fixture
 def test_live_threshold_change_takes_effect(fixture_node):
     from rclpy.parameter import Parameter  # noqa: PLC0415
 

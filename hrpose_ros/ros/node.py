@@ -128,7 +128,12 @@ class HRPoseNode(Node):
             slop_ns=int(values["camera_info_slop_s"] * 1e9), capacity=64, mode=values["camera_info_mode"]
         )
         self._load_model(values)
-        for spec in decode_param_specs(self._bundle.decode_params):
+        model_decode = decode_param_specs(self._bundle.decode_params)
+        try:  # a bundle's setting the node's range refuses is the bundle's fault, not a parameter's
+            validate_params({spec.name: spec.default for spec in model_decode})
+        except NodeConfigError as exc:
+            raise ModelLoadError(f"model {self._bundle.metadata_path}, 'decode': {exc}") from None
+        for spec in model_decode:
             self.declare_parameter(spec.name, spec.default, _descriptor(spec))
         values = self._param_values()
         validate_params(values)
