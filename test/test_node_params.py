@@ -194,6 +194,17 @@ def test_node_refuses_missing_model_naming_the_file(context, tmp_path):
         _node(context, model=str(missing))
 
 
+def _fixture_model_with_decode(directory: Path, decode: dict) -> Path:
+    """A copy of the fixture bundle in ``directory`` whose metadata holds ``decode`` settings."""
+    for path in FIXTURE_MODEL.parent.iterdir():
+        shutil.copy(path, directory / path.name)
+    model = directory / FIXTURE_MODEL.name
+    metadata = json.loads(model.read_text())
+    metadata["decode"] = decode
+    model.write_text(json.dumps(metadata))
+    return model
+
+
 needs_fixture = pytest.mark.skipif(
     not FIXTURE_MODEL.is_file(), reason="fixture model missing: run scripts/make_fixture_model.py"
 )
@@ -237,12 +248,7 @@ def _best_frame(node) -> tuple[int, int]:
 @pytest.mark.ros
 @needs_fixture
 def test_node_takes_the_bundles_decoder_settings_unless_a_parameter_overrides_them(context, tmp_path):
-    for path in FIXTURE_MODEL.parent.iterdir():
-        shutil.copy(path, tmp_path / path.name)
-    model = tmp_path / FIXTURE_MODEL.name
-    metadata = json.loads(model.read_text())
-    metadata["decode"] = {"centroid_threshold": 0.35}
-    model.write_text(json.dumps(metadata))
+    model = _fixture_model_with_decode(tmp_path, {"centroid_threshold": 0.35})
     node = _node(context, model=str(model), backend="onnxruntime", inference_threads=1)
     try:
         assert node.get_parameter("centroid_threshold").value == 0.35
@@ -265,12 +271,8 @@ def test_node_takes_the_bundles_decoder_settings_unless_a_parameter_overrides_th
 def test_node_refuses_a_bundle_decoder_setting_out_of_its_range_naming_the_bundle(context, tmp_path):
     from hrpose_ros.ros.node import ModelLoadError  # noqa: PLC0415
 
-    for path in FIXTURE_MODEL.parent.iterdir():
-        shutil.copy(path, tmp_path / path.name)
-    model = tmp_path / FIXTURE_MODEL.name
-    metadata = json.loads(model.read_text())
-    metadata["decode"] = {"max_peaks_per_map": 5000}  # DecodeParams takes it, the node's range not
-    model.write_text(json.dumps(metadata))
+    # DecodeParams takes it, the node's range does not
+    model = _fixture_model_with_decode(tmp_path, {"max_peaks_per_map": 5000})
     with pytest.raises(ModelLoadError, match=r"fixture\.json.*'decode'.*'max_peaks_per_map'"):
         _node(context, model=str(model), backend="onnxruntime", inference_threads=1)
 
