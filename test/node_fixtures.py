@@ -27,6 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 
+from hrpose_ros.ros.dds_transport import TRANSPORTS_VARIABLE
 from hrpose_ros.ros.player import frame_messages
 from hrpose_ros.ros.ros_session import BackgroundNode, stop_process
 from hrpose_ros.ros.stamp_matcher import stamp_to_ns
@@ -50,8 +51,10 @@ def domain_id(offset: int = 0) -> int:
 
 
 def node_env(domain: int) -> dict[str, str]:
-    """The environment of a child process (node, player) on ``domain``."""
+    """The environment of a child process (node, player) on ``domain``; the node picks its
+    own Fast DDS transports, as when a user starts it (ros.dds_transport)."""
     env = dict(os.environ)
+    env.pop(TRANSPORTS_VARIABLE, None)
     env["ROS_DOMAIN_ID"] = str(domain)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"

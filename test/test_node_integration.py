@@ -112,6 +112,11 @@ def test_image_without_any_camera_info_yet(node, observer, good_frame):
     good_frame_yields_poses(observer, good_frame)
 
 
+def test_node_chooses_udp_when_transports_unset(node, observer):
+    # node_env leaves FASTDDS_BUILTIN_TRANSPORTS unset, as a user's shell does (ros.dds_transport)
+    assert "FASTDDS_BUILTIN_TRANSPORTS was unset: Fast DDS uses UDPv4" in node.text(), node.text()[-3000:]
+
+
 # ------------------------------------------------------------------ same as offline
 
 

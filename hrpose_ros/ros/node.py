@@ -33,6 +33,7 @@ from visualization_msgs.msg import MarkerArray
 
 from hrpose_ros.geometry.objects import MESH_UNITS, load_catalogue
 from hrpose_ros.ros import ros_messages as rm
+from hrpose_ros.ros.dds_transport import TRANSPORTS_VARIABLE, prefer_node_transports
 from hrpose_ros.ros.node_params import (
     DECODE_PARAM_NAMES,
     NODE_NAME,
@@ -546,6 +547,7 @@ def _one_line(exc: BaseException) -> str:
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``hrpose_node``: exits 1 with one clear line (no traceback) when the
     parameters or the model are unusable."""
+    transports = prefer_node_transports()
     rclpy.init(args=args)
     try:
         node = HRPoseNode()
@@ -553,6 +555,11 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_NAME}: error: {_one_line(exc)}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
+    if transports is not None:
+        node.get_logger().info(
+            f"{TRANSPORTS_VARIABLE} was unset: Fast DDS uses {transports} (CameraInfo is lost "
+            f"under load over shared memory; {TRANSPORTS_VARIABLE}=DEFAULT restores it)"
+        )
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
