@@ -54,15 +54,17 @@ class _Bundle:
 class PoseOracle:
     """Stands in for the runtime Estimator: returns the ground-truth pose, or a corrupted one.
 
-    ``shift_m`` is added to t_z for the images whose im_id is odd, so the expected scores are
-    known exactly; it lets the test check the scoring, not the network.
+    ``shift_m`` is added to t_z for the images whose im_id is odd, and t is scaled by
+    ``1 + depth_scale`` there (along its ray), so the expected scores are known exactly; it
+    lets the test check the scoring, not the network.
     """
 
-    def __init__(self, catalogue, images, shift_m: float) -> None:
+    def __init__(self, catalogue, images, shift_m: float, depth_scale: float = 0.0) -> None:
         self.bundle = _Bundle(catalogue.names)
         self.catalogue = catalogue
         self.images = list(images)  # evaluate() calls in this order
         self.shift_m = shift_m
+        self.depth_scale = depth_scale
         self.calls: list[tuple] = []
 
     def __call__(self, image: np.ndarray, K: np.ndarray, encoding: str = "bgr8") -> list[Detection]:
@@ -74,6 +76,7 @@ class PoseOracle:
         for gt in im.instances:
             c = ids[gt.obj_id]
             t = gt.t + np.array([0.0, 0.0, self.shift_m if im.im_id % 2 else 0.0])
+            t = t * (1.0 + self.depth_scale if im.im_id % 2 else 1.0)
             kp = project_points(self.catalogue[c].keypoints, gt.R, t, K)
             out.append(Detection(self.catalogue[c].name, gt.obj_id, c, 0, gt.R, t, 1.0, kp, 0.0, 9))
         return out
@@ -104,6 +107,24 @@ def test_poses_off_by_a_diameter_fail_on_the_odd_images(scene) -> None:
     shifted = [r for r in result.instances if r.trans_m > 0]
     assert len(shifted) == odd and all(r.trans_m == pytest.approx(0.15) for r in shifted)
     assert all(r.rot_deg == pytest.approx(0.0, abs=1e-6) for r in result.instances)
+
+
+def test_depth_errors_along_the_ray_are_reported_apart(scene) -> None:
+    catalogue = load_catalogue(scene[0])
+    images = read_dataset(scene[1])
+    result = evaluate(PoseOracle(catalogue, images, 0.0, depth_scale=0.25), images, catalogue, progress=False)
+    odd = [i.im_id % 2 == 1 for i in images for _ in i.instances]
+    assert [r.depth_rel for r in result.instances] == pytest.approx([0.25 if o else 0.0 for o in odd])
+    # 25 % too far fails ADD (diameters of 10-13 cm at 0.25-0.4 m); at the true depth each is exact
+    assert sum(r.add_rel < 0.1 for r in result.instances) == odd.count(False)
+    assert all(r.add_rel_true_depth == pytest.approx(0.0, abs=1e-9) for r in result.instances)
+    for c, o in enumerate(result.objects):
+        mine = [25.0 if odd[k] else 0.0 for k, r in enumerate(result.instances) if r.class_index == c]
+        if mine:
+            assert o.median_depth_err_pct == pytest.approx(float(np.median(mine)))
+            assert o.add_accuracy_true_depth == 100.0
+    table = format_tables(result)
+    assert "depth err [%]" in table and "ADD(-S) would be 100.00 %" in table
 
 
 def test_missing_detections_count_as_failures(scene) -> None:

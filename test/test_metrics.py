@@ -11,6 +11,8 @@ from hrpose_ros.geometry.metrics import (
     add,
     add_passed,
     adi,
+    at_true_depth,
+    depth_error,
     pose_error_add_or_adds,
     proj,
     proj_passed,
@@ -87,6 +89,19 @@ def test_rotation_and_translation_errors_by_hand():
     assert translation_error([3.0, 4.0, 1.0], [0.0, 0.0, 1.0]) == pytest.approx(5.0)
 
 
+def test_depth_error_is_signed_and_relative():
+    assert depth_error([0.1, 0.0, 0.78], [0.0, 0.2, 0.75]) == pytest.approx(0.04)
+    assert depth_error([0.0, 0.0, 0.6], [0.0, 0.0, 0.75]) == pytest.approx(-0.2)
+
+
+def test_at_true_depth_slides_along_the_estimated_ray():
+    t_est = np.array([0.1, -0.05, 0.8])
+    moved = at_true_depth(t_est, [0.3, 0.3, 0.6])
+    assert moved == pytest.approx([0.075, -0.0375, 0.6])
+    # the object's origin stays on the same pixel: only the depth of the estimate changes
+    assert proj(I3, moved, I3, t_est, K, np.zeros((1, 3))) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_add_passed_uses_ten_percent_of_the_diameter():
     assert add_passed(0.0099, 0.1)
     assert not add_passed(0.0101, 0.1)
@@ -102,3 +117,9 @@ def test_bad_metric_input_raises_metric_error():
         translation_error([1.0, 2.0], T)
     with pytest.raises(MetricError, match="diameter"):
         add_passed(0.01, 0.0)
+    with pytest.raises(MetricError, match="ground-truth depth"):
+        depth_error(T, [0.0, 0.0, 0.0])
+    with pytest.raises(MetricError, match="estimated depth"):
+        at_true_depth([0.0, 0.0, -1.0], T)
+    with pytest.raises(MetricError, match="t_est"):
+        depth_error([1.0, 2.0], T)

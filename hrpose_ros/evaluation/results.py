@@ -45,6 +45,10 @@ class InstanceResult:
     proj_px: float
     rot_deg: float
     trans_m: float
+    depth_rel: float = float("nan")
+    """Signed relative depth error ``z_est / z_gt - 1`` (nan when it was not detected)."""
+    add_rel_true_depth: float = float("inf")
+    """``add_rel`` with the estimate moved along its ray to the true depth (a diagnostic)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class ObjectResult:
     mean_rot_deg: float
     mean_trans_m: float
     symmetric: bool
+    median_depth_err_pct: float = float("nan")
+    """Median ``|z_est / z_gt - 1|`` over detected instances, percent."""
+    add_accuracy_true_depth: float = float("nan")
+    """ADD(-S) accuracy with every estimate moved along its ray to the true depth (diagnostic)."""
 
 
 @dataclass
@@ -87,6 +95,15 @@ def _mean_finite(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+def _median_abs_pct(values: list[float]) -> float:
+    finite = [abs(v) for v in values if np.isfinite(v)]
+    return 100.0 * float(np.median(finite)) if finite else float("nan")
+
+
+def _percent_below(values: list[float], threshold: float) -> float:
+    return 100.0 * sum(v < threshold for v in values) / len(values) if values else float("nan")
+
+
 def summarise(
     results: Sequence[InstanceResult],
     catalogue: Catalogue,
@@ -103,19 +120,26 @@ def summarise(
                 name=obj.name,
                 instances=n,
                 detected=sum(np.isfinite(r.add_rel) for r in mine),
-                add_accuracy=100.0 * sum(r.add_rel < ADD_FRACTION for r in mine) / n if n else float("nan"),
-                proj_accuracy=100.0 * sum(r.proj_px < PROJ_THRESHOLD_PX for r in mine) / n
-                if n
-                else float("nan"),
+                add_accuracy=_percent_below([r.add_rel for r in mine], ADD_FRACTION),
+                proj_accuracy=_percent_below([r.proj_px for r in mine], PROJ_THRESHOLD_PX),
                 mean_rot_deg=_mean_finite([r.rot_deg for r in mine]),
                 mean_trans_m=_mean_finite([r.trans_m for r in mine]),
                 symmetric=obj.symmetric,
+                median_depth_err_pct=_median_abs_pct([r.depth_rel for r in mine]),
+                add_accuracy_true_depth=_percent_below([r.add_rel_true_depth for r in mine], ADD_FRACTION),
             )
         )
     present = [o for o in objects if o.instances]
     average = {
         key: _mean_finite([getattr(o, key) for o in present])
-        for key in ("add_accuracy", "proj_accuracy", "mean_rot_deg", "mean_trans_m")
+        for key in (
+            "add_accuracy",
+            "proj_accuracy",
+            "mean_rot_deg",
+            "mean_trans_m",
+            "median_depth_err_pct",
+            "add_accuracy_true_depth",
+        )
     }
     return EvalResult(objects, average, images, list(results), dict(model_info or {}))
 

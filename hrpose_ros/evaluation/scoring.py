@@ -17,6 +17,8 @@ from hrpose_ros.evaluation.results import InstanceResult
 from hrpose_ros.geometry.camera import project_points
 from hrpose_ros.geometry.keypoints import Keypoint
 from hrpose_ros.geometry.metrics import (
+    at_true_depth,
+    depth_error,
     pose_error_add_or_adds,
     proj,
     rotation_error_deg,
@@ -70,10 +72,17 @@ def score_instance(
         return InstanceResult(c, np.inf, np.inf, np.inf, np.inf)
     obj = catalogue[c]
     err = pose_error_add_or_adds(det.R, det.t, gt.R, gt.t, points[c], obj.symmetric)
+    err_true_depth = (  # a pose behind the camera has no ray to slide along
+        pose_error_add_or_adds(det.R, at_true_depth(det.t, gt.t), gt.R, gt.t, points[c], obj.symmetric)
+        if det.t[2] > 0
+        else np.inf
+    )
     return InstanceResult(
         c,
         err / obj.diameter,
         proj(det.R, det.t, gt.R, gt.t, K, points[c]),
         rotation_error_deg(det.R, gt.R),
         translation_error(det.t, gt.t),
+        depth_error(det.t, gt.t),
+        err_true_depth / obj.diameter,
     )
