@@ -118,11 +118,16 @@ def test_depth_errors_along_the_ray_are_reported_apart(scene) -> None:
     # 25 % too far fails ADD (diameters of 10-13 cm at 0.25-0.4 m); at the true depth each is exact
     assert sum(r.add_rel < 0.1 for r in result.instances) == odd.count(False)
     assert all(r.add_rel_true_depth == pytest.approx(0.0, abs=1e-9) for r in result.instances)
+    curves = result.to_dict()["curves"]
+    assert curves["depth_pct"][0] == 0.0 and curves["depth_pct"][-1] == pytest.approx(20.0)
     for c, o in enumerate(result.objects):
         mine = [25.0 if odd[k] else 0.0 for k, r in enumerate(result.instances) if r.class_index == c]
         if mine:
             assert o.median_depth_err_pct == pytest.approx(float(np.median(mine)))
             assert o.add_accuracy_true_depth == 100.0
+            # within t % of the depth: none at t = 0, then the exact ones, up to 20 %
+            exact = 100.0 * mine.count(0.0) / len(mine)
+            assert curves["objects"][o.name]["depth"] == pytest.approx([0.0] + [exact] * 40)
     table = format_tables(result)
     assert "depth err [%]" in table and "ADD(-S) would be 100.00 %" in table
 
@@ -164,6 +169,7 @@ def test_tables_and_plot_are_written(scene, tmp_path) -> None:
     data = result.to_dict()
     curve = data["curves"]["mean_add"]
     assert curve == sorted(curve)  # accuracy grows with the threshold
+    assert data["curves"]["mean_depth"] == sorted(data["curves"]["mean_depth"])
     at_protocol = data["curves"]["add_fraction"].index(pytest.approx(0.1))
     assert curve[at_protocol] == pytest.approx(result.average["add_accuracy"])
 

@@ -50,23 +50,26 @@ def format_tables(result: EvalResult) -> str:
 
 
 def plot_accuracy(result: EvalResult, path: str | Path) -> Path:
-    """PNG with ADD(-S) accuracy vs threshold (fraction of diameter) and 2D-projection accuracy vs px."""
+    """PNG of accuracy vs threshold: ADD(-S) (fraction of diameter), 2D projection (px) and
+    depth (percent of the true depth)."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     curves = accuracy_curves(result.instances, len(result.objects), [o.name for o in result.objects])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for ax, key, xs, xlabel, mark in (
         (axes[0], "add", curves["add_fraction"], "ADD(-S) threshold / diameter", ADD_FRACTION),
         (axes[1], "proj", curves["proj_px"], "2D projection threshold [px]", PROJ_THRESHOLD_PX),
+        (axes[2], "depth", curves["depth_pct"], "|depth error| threshold [% of the depth]", None),
     ):
         for name, obj in curves["objects"].items():
             ax.plot(xs, obj[key], lw=1, label=name)
         if f"mean_{key}" in curves:
             ax.plot(xs, curves[f"mean_{key}"], "k", lw=2.5, label="mean")
-        ax.axvline(mark, color="grey", ls="--", lw=1)
+        if mark is not None:
+            ax.axvline(mark, color="grey", ls="--", lw=1)
         ax.set(xlabel=xlabel, ylabel="accuracy [%]", ylim=(0, 100), xlim=(xs[0], xs[-1]))
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="lower right")

@@ -33,6 +33,7 @@ PROJ_THRESHOLD_PX = 5.0
 """2D projection passes below this mean reprojection error, pixels."""
 _ADD_CURVE = np.linspace(0.0, 0.3, 61)
 _PROJ_CURVE_PX = np.linspace(0.0, 30.0, 61)
+_DEPTH_CURVE_PCT = np.linspace(0.0, 20.0, 41)
 
 
 @dataclass(frozen=True)
@@ -145,21 +146,30 @@ def summarise(
 
 
 def accuracy_curves(results: Sequence[InstanceResult], num_classes: int, names: list[str]) -> dict[str, Any]:
-    """Accuracy (percent) vs threshold, per object and averaged: for the JSON and the plot."""
+    """Accuracy (percent) vs threshold, per object and averaged: for the JSON and the plot.
+
+    Besides ADD(-S) and 2D projection, the share of instances whose depth is within a
+    threshold (percent of the true depth), the error that limits a monocular estimate.
+    """
     out: dict[str, Any] = {
         "add_fraction": _ADD_CURVE.tolist(),
         "proj_px": _PROJ_CURVE_PX.tolist(),
+        "depth_pct": _DEPTH_CURVE_PCT.tolist(),
         "objects": {},
     }
     for c in range(num_classes):
         add = np.array([r.add_rel for r in results if r.class_index == c])
         pr = np.array([r.proj_px for r in results if r.class_index == c])
+        # |depth error| in percent; a missed instance (nan) is below no threshold
+        depth = np.array([abs(r.depth_rel) * 100.0 for r in results if r.class_index == c])
         if add.size:
-            out["objects"][names[c]] = {
-                "add": [100.0 * float(np.mean(add < t)) for t in _ADD_CURVE],
-                "proj": [100.0 * float(np.mean(pr < t)) for t in _PROJ_CURVE_PX],
-            }
+            with np.errstate(invalid="ignore"):
+                out["objects"][names[c]] = {
+                    "add": [100.0 * float(np.mean(add < t)) for t in _ADD_CURVE],
+                    "proj": [100.0 * float(np.mean(pr < t)) for t in _PROJ_CURVE_PX],
+                    "depth": [100.0 * float(np.mean(depth < t)) for t in _DEPTH_CURVE_PCT],
+                }
     if out["objects"]:
-        for key in ("add", "proj"):
+        for key in ("add", "proj", "depth"):
             out[f"mean_{key}"] = np.mean([v[key] for v in out["objects"].values()], axis=0).tolist()
     return out
