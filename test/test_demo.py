@@ -22,7 +22,7 @@ from hrpose_ros.data.bop import BopImage, GtInstance
 from hrpose_ros.geometry.camera import intrinsics_matrix, project_points
 from hrpose_ros.geometry.keypoints import cuboid_keypoints
 from hrpose_ros.geometry.objects import Catalogue, ObjectSpec
-from hrpose_ros.ros.demo import DemoRun, answered_frames, score_stream
+from hrpose_ros.ros.demo import DemoRun, answered_frames, score_stream, unanswered_line
 from hrpose_ros.ros.ros_messages import detection3d_array
 from hrpose_ros.runtime.estimator import Detection
 
@@ -84,6 +84,17 @@ def test_frame_the_node_did_not_answer_is_not_scored() -> None:
     run, images, catalogue = _frame(np.eye(3), np.array([0.05, -0.02, 0.6]), 3 * 10**9)
     run.frames[4 * 10**9] = (0, 8)  # played, never answered
     assert [s for s, _, _ in answered_frames(run, images, catalogue)] == [3 * 10**9]
+
+
+def test_unanswered_frames_are_explained_by_the_node_counters() -> None:
+    counters = {"dropped": "2", "bad_input": "21", "errors": "0"}
+    assert unanswered_line(40, 40, counters, Path("out/node.log")) is None
+    line = unanswered_line(40, 17, counters, Path("out/node.log"))
+    assert line == (
+        "23 frames unanswered; the node counted 2 dropped while busy, 21 bad input, 0 errors "
+        "(reasons in out/node.log)"
+    )
+    assert "? bad input" in unanswered_line(3, 0, {}, Path("node.log"))  # no diagnostics arrived
 
 
 def _run_demo(

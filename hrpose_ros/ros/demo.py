@@ -40,7 +40,15 @@ from hrpose_ros.ros.ros_session import BackgroundNode, stop_process
 from hrpose_ros.runtime.bundle import load_bundle, select_for_bundle
 from hrpose_ros.runtime.estimator import Detection
 
-__all__ = ["DemoRun", "answered_frames", "detections_from_msg", "main", "run_demo", "score_stream"]
+__all__ = [
+    "DemoRun",
+    "answered_frames",
+    "detections_from_msg",
+    "main",
+    "run_demo",
+    "score_stream",
+    "unanswered_line",
+]
 
 _log = logging.getLogger("hrpose_demo")
 _ROOT = Path(__file__).resolve().parents[2]
@@ -271,6 +279,19 @@ def _node_line(diagnostics: dict[str, str]) -> str:
     )
 
 
+def unanswered_line(played: int, answered: int, diagnostics: dict[str, str], node_log: Path) -> str | None:
+    """Why frames went unanswered, from the node's own counters; None when all were answered.
+
+    Why: "17/40 frames answered" alone sends the user guessing; the node counts what it
+    dropped (busy), refused (bad input, e.g. no CameraInfo) and failed on.
+    """
+    if answered >= played:
+        return None
+    labels = (("dropped", "dropped while busy"), ("bad_input", "bad input"), ("errors", "errors"))
+    counts = ", ".join(f"{diagnostics.get(key, '?')} {label}" for key, label in labels)
+    return f"{played - answered} frames unanswered; the node counted {counts} (reasons in {node_log})"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hrpose-demo", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -312,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"\nhrpose demo: {len(answered)}/{len(run.frames)} frames answered in {run.wall_s:.1f} s "
           f"(played at {args.rate:g} frames/s), model {args.model.name}")  # fmt: skip
+    missing = unanswered_line(len(run.frames), len(answered), run.diagnostics, args.out / "node.log")
+    if missing:
+        print(missing)
     print(_node_line(run.diagnostics))
     print(format_tables(result))
     print(f"\noutputs in {args.out}/: overlay/*.png, overlay.mp4, poses.csv, summary.json")
