@@ -74,6 +74,7 @@ def test_augment_section_is_the_datasets_ranges(tmp_path: Path) -> None:
         ("data.vector_field=sideways", "data.vector_field must be one of"),
         ("data.offset_scale=0", "data.offset_scale must be > 0"),
         ("loss.offset_weight=-1", "loss.offset_weight must be >= 0"),
+        ("loss.size_weight=-0.5", "loss.size_weight must be >= 0"),
         ("optim.schedule=linear", "optim.schedule must be one of"),
         ("optim.min_lr_fraction=2", "min_lr_fraction"),
         ("data.crop_width=96", "crop_width/height must both be"),

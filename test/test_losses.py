@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -11,6 +14,7 @@ from hrpose_ros.training.losses import (
     corner_identity_loss,
     feature_similarity_loss,
     offset_loss,
+    offset_size_loss,
     output_distillation_loss,
     similarity_grid,
     similarity_matrix,
@@ -84,6 +88,42 @@ def test_target_loss_takes_the_offset_term_for_corner_offset_fields() -> None:
     weights = LossWeights(alpha=0.0, beta=0.0, vector_field="corner_offsets", offset_weight=0.5)
     total, _ = total_loss(a, b["belief"], b["vectors"], None, weights)
     assert torch.allclose(total, got)
+
+
+def test_offset_size_loss_weighs_the_relative_size_of_the_placed_cuboid_only() -> None:
+    offsets = torch.zeros(1, 32, 6, 8)
+    offsets[0, 16:, 2:4, 3:5] = torch.arange(1.0, 17.0)[:, None, None]  # class 1, a 2x2 disc
+    assert offset_size_loss(offsets * 1.05, offsets).item() == pytest.approx(math.log(1.05), rel=1e-5)
+    assert offset_size_loss(offsets / 1.05, offsets).item() == pytest.approx(math.log(1.05), rel=1e-5)
+    # the same 8 lengths in another order (the cuboid turned) is the right size
+    turned = offsets.clone()
+    turned[0, 16:] = offsets[0, 16:].reshape(8, 2, 6, 8).flip(0).reshape(16, 6, 8)
+    assert offset_size_loss(turned, offsets).item() == pytest.approx(0.0, abs=1e-6)
+    assert offset_loss(turned, offsets).item() > 1.0  # which the offsets' L1 does not forgive
+    outside = torch.where(offsets != 0, offsets, torch.tensor(5.0))
+    assert offset_size_loss(outside, offsets).item() == pytest.approx(0.0, abs=1e-6)
+    assert offset_size_loss(offsets, torch.zeros_like(offsets)).item() == 0.0
+
+
+def test_offset_size_loss_takes_the_nearest_symmetric_equivalent() -> None:
+    canonical = _offsets_of([float(k + 1) for k in range(16)])
+    bigger_twin = 2.0 * canonical
+    assert offset_size_loss(bigger_twin, canonical).item() == pytest.approx(math.log(2.0), rel=1e-5)
+    twin_allowed = offset_size_loss(bigger_twin, canonical, bigger_twin[:, None])
+    assert twin_allowed.item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="offset alternatives"):
+        offset_size_loss(bigger_twin, canonical, bigger_twin)
+
+
+def test_total_loss_adds_the_size_term_for_corner_offsets_only() -> None:
+    a, b = _outputs(0), _outputs(1)
+    base = LossWeights(alpha=0.0, beta=0.0, vector_field="corner_offsets")
+    plain, _ = total_loss(a, b["belief"], b["vectors"], None, base)
+    sized, parts = total_loss(a, b["belief"], b["vectors"], None, replace(base, size_weight=0.5))
+    assert torch.allclose(sized, plain + 0.5 * offset_size_loss(a["vectors"], b["vectors"]))
+    assert parts["size"] == pytest.approx(float(offset_size_loss(a["vectors"], b["vectors"])))
+    centroid = LossWeights(alpha=0.0, beta=0.0, size_weight=0.5)  # to_centroid fields: no sizes
+    assert "size" not in total_loss(a, b["belief"], b["vectors"], None, centroid)[1]
 
 
 def test_output_distillation_is_zero_for_identical_outputs_and_positive_otherwise() -> None:

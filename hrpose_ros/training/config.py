@@ -129,6 +129,9 @@ class LossConfig:
     symmetric_offsets: bool = True
     """``corner_offsets``: the offset error of an object with symmetries is the least over
     its equivalent poses (``training.losses.offset_loss``); False: the canonical pose's only."""
+    size_weight: float = 0.0
+    """``corner_offsets``: weight of the relative size error of the placed cuboid
+    (``training.losses.offset_size_loss``), from which PnP reads depth; 0: off."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,8 @@ class TrainConfig:
             )
         if self.loss.offset_weight < 0:
             raise ConfigError(f"loss.offset_weight must be >= 0, got {self.loss.offset_weight}")
+        if not self.loss.size_weight >= 0:
+            raise ConfigError(f"loss.size_weight must be >= 0, got {self.loss.size_weight}")
         if not self.data.offset_scale > 0:
             raise ConfigError(f"data.offset_scale must be > 0, got {self.data.offset_scale}")
         if self.batch_norm not in BATCH_NORMS:

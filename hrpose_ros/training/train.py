@@ -348,6 +348,7 @@ class Trainer:
             cfg.loss.identity_temperature,
             cfg.data.vector_field,
             cfg.loss.offset_weight,
+            cfg.loss.size_weight,
         )
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
