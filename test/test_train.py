@@ -265,6 +265,25 @@ def test_cli_exits_2_with_a_message_when_the_loss_diverges(scene, tmp_path, caps
     assert "loss is" in capsys.readouterr().err
 
 
+def test_cli_interrupted_saves_and_exits_130_without_traceback(scene, tmp_path, capsys, monkeypatch) -> None:
+    steps = []
+
+    def interrupted_step(self, batch):
+        steps.append(1)
+        if len(steps) == 2:  # Ctrl-C during the second step
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    original = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    code = main(["teacher", "--out", str(tmp_path), *_tiny_cli_args(scene, 2, "overlay_every=0")])
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted; continue with --resume" in err and "Traceback" not in err
+    state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
+    assert (state["epoch"], state["batches_done"]) == (0, 1)
+
+
 def test_cli_trains_teacher_then_student_with_distillation(scene, tmp_path, capsys) -> None:
     common = _tiny_cli_args(scene, 1, "log_every=1")
     assert main(["teacher", "--out", str(tmp_path / "t"), *common]) == 0

@@ -946,6 +946,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, _overrides(args))
         history = run(cfg, args.resume)
+    except KeyboardInterrupt:  # Ctrl-C / SIGINT: the trainer has saved last.pt and said so
+        print(f"hrpose-train: {who}interrupted; continue with --resume", file=sys.stderr)
+        return 130
     except Exception as exc:
         if world > 1:  # torchrun's failure summary then names this error as the job's root cause
             from torch.distributed.elastic.multiprocessing.errors import get_error_handler  # noqa: PLC0415
