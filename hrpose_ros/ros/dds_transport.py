@@ -7,9 +7,9 @@ CameraInfo messages came 0.5 to 2.5 s late, in bursts at Fast DDS's 3 s heartbea
 some never came, while every Image was on time (4 of 40 late without the load). Each
 such image has no CameraInfo to match and is dropped (the node's ``no_camera_info``
 warning). With UDP only on *either* side, 0 of 40 came late under the same load, at some
-26 ms more per 640x480 image (``scripts/camera_info_latency.py``). So the node asks Fast DDS for UDPv4 unless the
-variable is already set; ``FASTDDS_BUILTIN_TRANSPORTS=DEFAULT`` restores shared memory.
-Other middlewares ignore the variable.
+26 ms more per 640x480 image (``scripts/camera_info_latency.py``). So the node asks Fast
+DDS for UDPv4 unless the variable is already set; ``FASTDDS_BUILTIN_TRANSPORTS=DEFAULT``
+restores shared memory. Other middlewares ignore the variable.
 """
 
 from __future__ import annotations
