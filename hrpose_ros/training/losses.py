@@ -40,6 +40,7 @@ Teacher outputs are always detached here, so gradients reach the student only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,22 @@ def offset_loss(
     ADD-S scores them the same. The least error is taken per pixel; the offsets of one
     object's centroid disc are read together and change smoothly, so they choose together.
     """
+    total_abs = _least_error_where_targeted(
+        pred_vectors, offsets, alternatives, lambda pred, target: (pred - target).abs().sum(dim=-3)
+    )
+    return total_abs / VECTOR_CHANNELS_PER_CLASS
+
+
+def _least_error_where_targeted(
+    pred_vectors: torch.Tensor,
+    offsets: torch.Tensor,
+    alternatives: torch.Tensor | None,
+    error: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Mean of ``error(pred, target)`` (per class and pixel, over (..., C, 16, h, w) offsets)
+    where a class has an offset target, each the least over the target and the symmetric
+    ``alternatives`` that have a target there; 0 without any target. The one place the
+    offset terms read targets and equivalents (``offset_loss``, ``offset_size_loss``)."""
     _check_same_shape(pred_vectors, offsets, "offset target")
     n, _, h, w = offsets.shape
     per_class = offsets.float().reshape(n, -1, VECTOR_CHANNELS_PER_CLASS, h, w)
@@ -134,13 +151,12 @@ def offset_loss(
     if not bool(mask.any()):
         return pred_vectors.new_zeros((), dtype=torch.float32)
     pred = pred_vectors.float().reshape_as(per_class)
-    error = (pred - per_class).abs().sum(dim=2)
+    least = error(pred, per_class)
     if alternatives is not None:
         alt = _alternatives_per_class(alternatives, offsets)
-        alt_error = (pred[:, None] - alt).abs().sum(dim=3)
-        alt_error = torch.where((alt != 0).any(dim=3), alt_error, torch.inf)
-        error = torch.minimum(error, alt_error.amin(dim=1))
-    return error[mask].mean() / VECTOR_CHANNELS_PER_CLASS
+        alt_error = torch.where((alt != 0).any(dim=3), error(pred[:, None], alt), torch.inf)
+        least = torch.minimum(least, alt_error.amin(dim=1))
+    return least[mask].mean()
 
 
 def _placed_size(per_class: torch.Tensor) -> torch.Tensor:
@@ -163,21 +179,12 @@ def offset_size_loss(
     term weighs the size alone, in relative terms. ``alternatives``: the symmetric
     equivalents (``offset_loss``); the least error over them is taken, as there.
     """
-    _check_same_shape(pred_vectors, offsets, "offset target")
-    n, _, h, w = offsets.shape
-    per_class = offsets.float().reshape(n, -1, VECTOR_CHANNELS_PER_CLASS, h, w)
-    mask = (per_class != 0).any(dim=2)
-    if not bool(mask.any()):
-        return pred_vectors.new_zeros((), dtype=torch.float32)
     eps = 1e-6
-    log_pred = torch.log(_placed_size(pred_vectors.float().reshape_as(per_class)) + eps)
-    error = (log_pred - torch.log(_placed_size(per_class) + eps)).abs()
-    if alternatives is not None:
-        alt = _alternatives_per_class(alternatives, offsets)
-        alt_error = (log_pred[:, None] - torch.log(_placed_size(alt) + eps)).abs()
-        alt_error = torch.where((alt != 0).any(dim=3), alt_error, torch.inf)
-        error = torch.minimum(error, alt_error.amin(dim=1))
-    return error[mask].mean()
+
+    def log_size_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (torch.log(_placed_size(pred) + eps) - torch.log(_placed_size(target) + eps)).abs()
+
+    return _least_error_where_targeted(pred_vectors, offsets, alternatives, log_size_error)
 
 
 def target_loss(
