@@ -8,11 +8,11 @@ with (``geometry.targets.VECTOR_FIELDS``, named in the model bundle):
   its class whose direction best agrees with the vector predicted at the corner, within
   an angle threshold; its belief channel says which corner it is. Instances with too few
   keypoints are dropped.
-- ``corner_offsets``: the offsets read around each centroid peak place its 8 corners;
-  each placed corner snaps to the nearest corner peak of the class (any corner channel)
-  within ``snap_radius_px``, for the peak's sub-pixel precision, or keeps the placed
-  position when there is none (an occluded corner, or one outside the image, still gets
-  a position from the object's visible part).
+- ``corner_offsets``: the offsets read around each centroid peak place its 8 corners.
+  Optionally (``snap_radius_px`` > 0; off by default) each placed corner snaps to the
+  nearest corner peak of the class (any corner channel) within that radius, or keeps the
+  placed position when there is none (an occluded corner, or one outside the image, still
+  gets a position from the object's visible part).
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ class DecodeParams:
         max_peaks_per_map: only the strongest peaks of each map are kept, which bounds
             the decoder's time and memory on noisy outputs (untrained networks).
         snap_radius_px: ``corner_offsets`` models: a corner placed by the offsets moves to
-            the nearest corner peak within this distance, output pixels.
+            the nearest corner peak within this distance, output pixels; 0 (the default)
+            keeps the placed corners. Measured on 300 held-out images, the trained
+            networks' corner peaks lie further from the truth than their offsets, and
+            ADD(-S) is 2-3 points higher without snapping than at 2 px (README).
     """
 
     peak_threshold: float = 0.1
@@ -74,7 +77,7 @@ class DecodeParams:
     refine_radius: int = 2
     position_tolerance_px: float = 1.0
     max_peaks_per_map: int = 64
-    snap_radius_px: float = 2.0
+    snap_radius_px: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
