@@ -434,6 +434,8 @@ def _decode_offsets(
     kps[:, :NUM_CORNERS] = placed
     own = cls[:, None] * NUM_KEYPOINTS + np.arange(NUM_CORNERS)  # belief channel of each corner
     scores[:, :NUM_CORNERS] = _belief_at(belief, own.reshape(-1), placed.reshape(-1, 2)).reshape(own.shape)
+    if params.snap_radius_px <= 0:  # no snapping: the placed corners stand
+        return kps, scores, cls
     for q in range(len(centroids)):
         candidates = corners[cls_of[corners] == cls[q]]
         if len(candidates):
