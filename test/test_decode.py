@@ -277,6 +277,8 @@ def test_placed_corners_snap_to_peaks_one_to_one_own_channel_first():
     offsets[:, 30, 40] *= 1.1  # the centroid pixel's offsets are a little long
     (inst,) = _decode_offsets(belief, offsets, snap_radius_px=2.0)
     np.testing.assert_allclose(inst.keypoints, kp[0], atol=1e-3)  # every corner snapped home
+    (placed,) = _decode_offsets(belief, offsets)  # by default the placed corners stand
+    assert np.all(np.linalg.norm(placed.keypoints[:8] - kp[0, :8], axis=1) > 0.3)  # input px
     close = out.copy()
     close[1] = close[0] + [1.5, 0.0]  # corners 0 and 1 project 1.5 px apart
     belief, offsets, kp = _offset_maps([close], [0])
