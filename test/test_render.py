@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -10,13 +12,17 @@ from data_fixtures import K_SMALL, LINEMOD_K, LMO_DIR, SMALL_SIZE, colored_box, 
 from PIL import Image
 
 from hrpose_ros.data.render import (
+    MAX_POINT_LIGHTS,
     Light,
+    PointLight,
     Renderer,
     RenderError,
     RenderItem,
+    RenderOutput,
     gl_projection,
     load_render_mesh,
     mesh_from_trimesh,
+    random_light,
 )
 from hrpose_ros.geometry.camera import project_points
 
@@ -29,6 +35,10 @@ def renderer():
     r = Renderer(W, H)
     r.add_mesh("box", mesh_from_trimesh(colored_box()))
     r.add_mesh("ball", mesh_from_trimesh(colored_icosphere()))
+    for key, extents in (("grey_plate", (0.12, 0.12, 0.02)), ("grey_cube", (0.1, 0.1, 0.1))):
+        box = trimesh.creation.box(extents=extents)
+        box.visual.vertex_colors = np.tile([128, 128, 128, 255], (len(box.vertices), 1)).astype(np.uint8)
+        r.add_mesh(key, mesh_from_trimesh(box))
     yield r
     r.release()
 
@@ -193,6 +203,75 @@ def test_projection_matches_opencv_pixel_centres():
     np.testing.assert_allclose((ndc + 1) / 2 * [W, H] - 0.5, [u, v], atol=1e-9)
 
 
+def _mean_on(out: RenderOutput, rows: slice) -> float:
+    """Mean grey level of the first item's pixels within a band of image rows."""
+    band = np.zeros(out.instance.shape, bool)
+    band[rows] = True
+    return float(out.rgb[(out.instance == 1) & band].mean())
+
+
+def test_point_light_lights_the_near_side_of_a_face_more(renderer):
+    """A lamp just above a face facing the camera: its upper half, nearer, comes out brighter
+    (a directional light would light the whole flat face alike)."""
+    item = RenderItem("grey_plate", np.eye(3), np.array([0.0, 0.0, 0.5]))
+    dark = Light(color=(0.0, 0.0, 0.0), ambient=(0.0, 0.0, 0.0), specular=0.0)
+    unlit = renderer.render([item], K_SMALL, dark)
+    assert unlit.rgb[unlit.instance == 1].max() == 0
+    above = PointLight(position=(0.0, -0.08, 0.44), color=(2.0, 2.0, 2.0), reach_m=0.1)
+    lamp = replace(dark, points=(above,))
+    out = renderer.render([item], K_SMALL, lamp)
+    rows = np.nonzero((out.instance == 1).any(axis=1))[0]
+    mid = (rows.min() + rows.max()) // 2
+    upper, lower = _mean_on(out, slice(rows.min(), mid)), _mean_on(out, slice(mid, rows.max() + 1))
+    assert upper > 1.3 * lower > 0
+
+
+def test_lamp_strength_falls_with_distance(renderer):
+    item = RenderItem("grey_cube", np.eye(3), np.array([0.0, 0.0, 0.5]))
+    dark = Light(color=(0.0, 0.0, 0.0), ambient=(0.0, 0.0, 0.0), specular=0.0)
+    means = []
+    for z in (0.3, 0.0, -0.5):  # lamp straight in front of the box, ever further toward the camera
+        out = renderer.render([item], K_SMALL, replace(dark, points=(PointLight((0.0, 0.0, z), (1.5,) * 3),)))
+        means.append(float(out.rgb[out.instance == 1].mean()))
+    assert means[0] > 1.2 * means[1] > 1.5 * means[2] > 0
+
+
+def test_hemisphere_ambient_darkens_the_side_turned_from_the_sky(renderer):
+    """Ambient only: with the sky straight up (image up = -y), the top of a tilted box is lit
+    by the sky's ambient and its underside by the ground's."""
+    R = cv2.Rodrigues(np.array([0.6, 0.0, 0.0]))[0]  # tilt: the box's top (-y) and front show
+    item = RenderItem("grey_cube", R, np.array([0.0, 0.0, 0.5]))
+    flat_ambient = Light(color=(0.0, 0.0, 0.0), ambient=(1.0, 1.0, 1.0), specular=0.0)
+    hemi = replace(flat_ambient, ground_ambient=(0.1, 0.1, 0.1), sky=(0.0, -1.0, 0.0))
+    flat, shaded = renderer.render([item], K_SMALL, flat_ambient), renderer.render([item], K_SMALL, hemi)
+    on = flat.instance == 1
+    assert np.ptp(flat.rgb[on].reshape(-1, 3).mean(axis=1)) < 3  # uniform ambient: one shade
+    grey = shaded.rgb.astype(float).mean(axis=2)
+    rows = np.nonzero(on.any(axis=1))[0]
+    third = len(rows) // 3
+    top, bottom = _mean_grey(grey, on, rows[:third]), _mean_grey(grey, on, rows[-third:])
+    assert top > 2 * bottom
+    assert grey[on].max() <= flat.rgb[on].astype(float).mean(axis=-1).max() + 1
+    flipped = renderer.render([item], K_SMALL, replace(hemi, sky=(0.0, 1.0, 0.0)))
+    upside_down = flipped.rgb.astype(float).mean(axis=2)
+    assert _mean_grey(upside_down, on, rows[-third:]) > 1.5 * _mean_grey(upside_down, on, rows[:third])
+
+
+def _mean_grey(grey: np.ndarray, on: np.ndarray, rows: np.ndarray) -> float:
+    return float(grey[rows][on[rows]].mean())
+
+
+def test_random_light_draws_lamps_and_a_hemisphere_only_when_asked():
+    plain = random_light(np.random.default_rng(3))
+    assert plain.points == () and plain.ground_ambient is None
+    rich = random_light(np.random.default_rng(3), point_lights=(2, 3), hemisphere=0.9)
+    # the first draws are those of the plain light, so older datasets keep their lighting
+    assert rich.direction == plain.direction and rich.ambient == plain.ambient
+    assert 2 <= len(rich.points) <= 3 and rich.ground_ambient is not None
+    assert all(g <= a for g, a in zip(rich.ground_ambient, rich.ambient, strict=True))
+    assert np.linalg.norm(rich.sky) == pytest.approx(1.0)
+
+
 def test_bad_inputs_raise_render_errors(renderer):
     with pytest.raises(RenderError, match="K must be"):
         gl_projection(np.eye(2), W, H, 0.1, 1.0)
@@ -200,3 +279,6 @@ def test_bad_inputs_raise_render_errors(renderer):
         renderer.render([RenderItem("nope", np.eye(3), np.zeros(3))], K_SMALL)
     with pytest.raises(RenderError, match="need finite R"):
         renderer.render([RenderItem("box", np.eye(3), np.array([0, 0, np.nan]))], K_SMALL)
+    lamps = tuple(PointLight((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)) for _ in range(MAX_POINT_LIGHTS + 1))
+    with pytest.raises(RenderError, match="at most 4 point lights"):
+        renderer.render([RenderItem("box", np.eye(3), np.array([0, 0, 0.5]))], K_SMALL, Light(points=lamps))

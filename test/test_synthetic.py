@@ -318,6 +318,24 @@ def test_bad_config_is_named():
         SynthConfig(light_intensity=(1.0, 0.2))
     with pytest.raises(SynthError, match="ambient"):
         SynthConfig(ambient=(-0.1, 0.2))
+    with pytest.raises(SynthError, match="point_lights"):
+        SynthConfig(point_lights=(0, 5))
+    with pytest.raises(SynthError, match="point_intensity"):
+        SynthConfig(point_intensity=(1.0, 0.5))
+    with pytest.raises(SynthError, match="hemisphere_ambient"):
+        SynthConfig(hemisphere_ambient=1.5)
+
+
+def test_lamps_and_hemisphere_ambient_change_the_shading_not_the_annotation(catalogue):
+    plain = replace(SMALL, objects_per_image=(2, 2), jitter=0.0, blur_prob=0.0, noise_prob=0.0, mode="render")
+    rich = replace(plain, point_lights=(2, 2), point_intensity=(1.5, 1.5), hemisphere_ambient=1.0)
+    a = SceneGenerator(catalogue, plain).sample(np.random.default_rng([4, 0]))
+    b = SceneGenerator(catalogue, rich).sample(np.random.default_rng([4, 0]))
+    # the light is drawn after the scene: same objects, poses and masks
+    assert [(i.obj_id, i.t.tolist()) for i in a.instances] == [(i.obj_id, i.t.tolist()) for i in b.instances]
+    np.testing.assert_array_equal(np.any(a.masks_visib, axis=0), np.any(b.masks_visib, axis=0))
+    on = np.any(a.masks_visib, axis=0)
+    assert np.abs(a.rgb[on].astype(int) - b.rgb[on].astype(int)).mean() > 5
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
+    "MAX_POINT_LIGHTS",
     "Light",
+    "PointLight",
     "RenderError",
     "RenderItem",
     "RenderMesh",
@@ -37,6 +39,7 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 _MAX_ITEMS = 255  # instance ids live in the 8-bit alpha channel
+MAX_POINT_LIGHTS = 4  # size of the shader's lamp arrays
 
 
 class RenderError(ValueError):
@@ -69,15 +72,41 @@ class RenderMesh:
 
 
 @dataclass(frozen=True)
+class PointLight:
+    """A lamp near the scene, in the camera frame.
+
+    Why: a directional light shades every object alike and each flat face evenly. A lamp
+    at a finite distance lights near faces and near objects more than far ones, so the
+    shading across one object changes as it does under room lights.
+
+    Attributes:
+        position: (3,) lamp position, camera frame, metres.
+        color: (3,) RGB colour times intensity, as seen from very close.
+        reach_m: distance at which the lamp gives half its strength: the strength at
+            distance d is ``color * reach_m**2 / (reach_m**2 + d**2)``.
+    """
+
+    position: tuple[float, float, float]
+    color: tuple[float, float, float]
+    reach_m: float = 0.5
+
+
+@dataclass(frozen=True)
 class Light:
-    """One directional light plus ambient, in the camera frame.
+    """One directional light plus ambient, in the camera frame, and optional lamps.
 
     Attributes:
         direction: (3,) unit vector from the surface toward the light, camera frame.
         color: (3,) RGB light colour times intensity (may exceed 1).
-        ambient: (3,) RGB ambient term.
+        ambient: (3,) RGB ambient term (the sky's, with ``ground_ambient``).
         specular: strength of the Phong highlight (0 = matte).
         shininess: Phong exponent.
+        points: up to ``MAX_POINT_LIGHTS`` lamps (:class:`PointLight`).
+        ground_ambient: (3,) RGB ambient of faces turned away from ``sky``; None gives
+            every face ``ambient``. Hemisphere ambient: a face's ambient is
+            ``mix(ground_ambient, ambient, (1 + n . sky) / 2)``, so the sides that no
+            light reaches can be dark, as under one strong lamp in a dim room.
+        sky: (3,) unit vector toward the bright half of the surroundings, camera frame.
     """
 
     direction: tuple[float, float, float] = (0.0, 0.0, -1.0)
@@ -85,6 +114,9 @@ class Light:
     ambient: tuple[float, float, float] = (0.35, 0.35, 0.35)
     specular: float = 0.1
     shininess: float = 16.0
+    points: tuple[PointLight, ...] = ()
+    ground_ambient: tuple[float, float, float] | None = None
+    sky: tuple[float, float, float] = (0.0, -1.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -141,11 +173,19 @@ void main() {
 }
 """
 
-_FRAGMENT_SHADER = """
-#version 330
+_FRAGMENT_SHADER = (
+    f"#version 330\n#define MAX_POINT_LIGHTS {MAX_POINT_LIGHTS}\n"
+    + """
 uniform vec3 light_dir;
 uniform vec3 light_color;
 uniform vec3 ambient;
+uniform bool hemisphere;
+uniform vec3 ground_ambient;
+uniform vec3 sky;
+uniform int n_points;
+uniform vec3 point_pos[MAX_POINT_LIGHTS];
+uniform vec3 point_color[MAX_POINT_LIGHTS];
+uniform float point_reach2[MAX_POINT_LIGHTS];
 uniform float specular;
 uniform float shininess;
 uniform vec3 color_gain;
@@ -167,11 +207,21 @@ void main() {
     vec3 l = normalize(light_dir);
     float diffuse = max(dot(n, l), 0.0);
     float spec = pow(max(dot(reflect(-l, n), view), 0.0), shininess);
-    vec3 c = albedo * (ambient + diffuse * light_color) + specular * spec * light_color;
+    vec3 amb = hemisphere ? mix(ground_ambient, ambient, 0.5 + 0.5 * dot(n, sky)) : ambient;
+    vec3 c = albedo * (amb + diffuse * light_color) + specular * spec * light_color;
+    for (int i = 0; i < n_points; ++i) {
+        vec3 to_lamp = point_pos[i] - v_pos;
+        float d2 = dot(to_lamp, to_lamp);
+        vec3 lamp = point_color[i] * (point_reach2[i] / (point_reach2[i] + d2));
+        vec3 lp = to_lamp * inversesqrt(d2);
+        float lamp_spec = pow(max(dot(reflect(-lp, n), view), 0.0), shininess);
+        c += albedo * max(dot(n, lp), 0.0) * lamp + specular * lamp_spec * lamp;
+    }
     f_color = vec4(clamp(c, 0.0, 1.0), instance_id / 255.0);
     f_depth = v_pos.z;
 }
 """
+)
 
 
 def gl_projection(K: np.ndarray, width: int, height: int, near: float, far: float) -> np.ndarray:
@@ -295,22 +345,52 @@ def load_render_mesh(path: str | Path, scale: float = 1.0, max_faces: int | None
     return mesh_from_trimesh(loaded, scale=scale, max_faces=max_faces)
 
 
-def random_light(rng: np.random.Generator, intensity=(0.5, 1.4), ambient=(0.2, 0.55)) -> Light:
+def random_light(
+    rng: np.random.Generator,
+    intensity: tuple[float, float] = (0.5, 1.4),
+    ambient: tuple[float, float] = (0.2, 0.55),
+    *,
+    point_lights: tuple[int, int] = (0, 0),
+    point_intensity: tuple[float, float] = (0.4, 1.6),
+    hemisphere: float = 0.0,
+) -> Light:
     """Random light for domain randomisation: direction in the camera-facing hemisphere,
-    random intensity and a tinted colour, random ambient and highlight."""
+    random intensity and a tinted colour, random ambient and highlight.
+
+    Optionally (both off by default, so the draws of older datasets stay the same):
+    ``point_lights`` (min, max) lamps of ``point_intensity`` strength, 0.3-1.1 m around a
+    point 0.4-1.1 m in front of the camera; and a hemisphere ambient whose dark side has
+    ``1 - U(0, hemisphere)`` times the sky's ambient, with the sky in a random direction.
+    """
     d = rng.normal(size=3)
     d[2] = -abs(d[2]) - 0.2  # toward the camera side (surfaces face -z)
     d /= np.linalg.norm(d)
     tint = rng.uniform(0.75, 1.0, size=3)
     color = tint / tint.max() * rng.uniform(*intensity)
     amb = rng.uniform(*ambient) * rng.uniform(0.85, 1.0, size=3)
-    return Light(
+    light = Light(
         direction=tuple(d.tolist()),
         color=tuple(color.tolist()),
         ambient=tuple(amb.tolist()),
         specular=float(rng.uniform(0.0, 0.4)),
         shininess=float(rng.uniform(4.0, 64.0)),
     )
+    if hemisphere > 0:
+        sky = rng.normal(size=3)
+        sky /= np.linalg.norm(sky)
+        ground = amb * (1.0 - rng.uniform(0.0, hemisphere))
+        light = replace(light, ground_ambient=tuple(ground.tolist()), sky=tuple(sky.tolist()))
+    if point_lights[1] > 0:
+        lamps = []
+        for _ in range(int(rng.integers(point_lights[0], point_lights[1] + 1))):
+            around = np.array([0.0, 0.0, rng.uniform(0.4, 1.1)])
+            offset = rng.normal(size=3)
+            offset *= rng.uniform(0.3, 1.1) / np.linalg.norm(offset)
+            lamp_tint = rng.uniform(0.7, 1.0, size=3)
+            lamp_color = lamp_tint / lamp_tint.max() * rng.uniform(*point_intensity)
+            lamps.append(PointLight(tuple((around + offset).tolist()), tuple(lamp_color.tolist())))
+        light = replace(light, points=tuple(lamps))
+    return light
 
 
 class Renderer:
@@ -526,6 +606,9 @@ class Renderer:
         import moderngl  # noqa: PLC0415
 
         self._P = gl_projection(K, self.width, self.height, self.near, self.far)
+        # make this context current again: creating or releasing another renderer in the
+        # same process (a test's second canvas) leaves its own, or none, current
+        self.ctx.__enter__()
         self.fbo.use()
         self.fbo.scissor = scissor  # GL row r holds image row r (see gl_projection)
         self.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
@@ -538,6 +621,25 @@ class Renderer:
         self.prog["ambient"].value = tuple(light.ambient)
         self.prog["specular"].value = float(light.specular)
         self.prog["shininess"].value = float(light.shininess)
+        self.prog["hemisphere"].value = light.ground_ambient is not None
+        self.prog["ground_ambient"].value = tuple(light.ground_ambient or light.ambient)
+        self.prog["sky"].value = tuple(np.asarray(light.sky, float) / np.linalg.norm(light.sky))
+        self._set_points(light.points)
+
+    def _set_points(self, points: Sequence[PointLight]) -> None:
+        if len(points) > MAX_POINT_LIGHTS:
+            raise RenderError(f"at most {MAX_POINT_LIGHTS} point lights, got {len(points)}")
+        if any(p.reach_m <= 0 for p in points):
+            raise RenderError("point light reach_m must be positive")
+        pos = np.zeros((MAX_POINT_LIGHTS, 3), "f4")
+        color = np.zeros((MAX_POINT_LIGHTS, 3), "f4")
+        reach2 = np.ones(MAX_POINT_LIGHTS, "f4")
+        for i, p in enumerate(points):
+            pos[i], color[i], reach2[i] = p.position, p.color, p.reach_m**2
+        self.prog["n_points"].value = len(points)
+        self.prog["point_pos"].write(pos.tobytes())
+        self.prog["point_color"].write(color.tobytes())
+        self.prog["point_reach2"].write(reach2.tobytes())
 
     def _check_item(self, item: RenderItem) -> str:
         if item.mesh_key not in self._meshes:

@@ -41,6 +41,7 @@ from hrpose_ros.data import bop, shards
 from hrpose_ros.data.augment import add_noise, color_jitter, gaussian_blur
 from hrpose_ros.data.backgrounds import BackgroundSource, list_images
 from hrpose_ros.data.pose_priors import POSE_PRIORS, UP_AXES, PosePrior, random_rotation
+from hrpose_ros.data.render import MAX_POINT_LIGHTS
 from hrpose_ros.geometry.camera import check_intrinsics, intrinsics_matrix, scale_intrinsics
 from hrpose_ros.geometry.keypoints import Keypoint
 from hrpose_ros.geometry.objects import MESH_UNITS, Catalogue, ObjectSpec, load_catalogue
@@ -89,6 +90,10 @@ class SynthConfig:
         light_intensity, ambient: (min, max) of the random light's strength and of the
             ambient term; a held-out test set shifts them to see lighting the training
             never had.
+        point_lights, point_intensity: (min, max) lamps near the scene per light draw and
+            their strength (``render.random_light``); (0, 0) = none.
+        hemisphere_ambient: 0..1; above 0, the ambient's dark side (faces turned from a
+            random sky direction) keeps 1 - U(0, this) of it.
         margin_fraction: object centres stay this fraction of the size inside the image.
         max_faces: decimate meshes above this face count (speed; None keeps all).
         color_gain: max relative per-channel change of object albedo.
@@ -114,6 +119,9 @@ class SynthConfig:
     pose_prior: PosePrior = field(default_factory=PosePrior)
     light_intensity: tuple[float, float] = (0.5, 1.4)
     ambient: tuple[float, float] = (0.2, 0.55)
+    point_lights: tuple[int, int] = (0, 0)
+    point_intensity: tuple[float, float] = (0.4, 1.6)
+    hemisphere_ambient: float = 0.0
     margin_fraction: float = 0.05
     max_faces: int | None = 6000
     color_gain: float = 0.2
@@ -144,10 +152,17 @@ class SynthConfig:
         lo, hi = self.distance_m
         if not 0 < lo <= hi:
             raise SynthError(f"distance_m must satisfy 0 < min <= max, got {self.distance_m}")
-        for name in ("light_intensity", "ambient"):
+        for name in ("light_intensity", "ambient", "point_intensity"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise SynthError(f"{name} must be (min, max) with 0 <= min <= max, got {(lo, hi)}")
+        lo, hi = self.point_lights
+        if not 0 <= lo <= hi <= MAX_POINT_LIGHTS:
+            raise SynthError(
+                f"point_lights must be (min, max) with 0 <= min <= max <= {MAX_POINT_LIGHTS}, got {(lo, hi)}"
+            )
+        if not 0 <= self.hemisphere_ambient <= 1:
+            raise SynthError(f"hemisphere_ambient must lie in [0, 1], got {self.hemisphere_ambient}")
         if self.images_per_scene < 1:
             raise SynthError(f"images_per_scene must be >= 1, got {self.images_per_scene}")
         check_intrinsics(self.camera_matrix())
@@ -319,7 +334,14 @@ class SceneGenerator:
         background = self.backgrounds(rng, cfg.width, cfg.height)
         targets, distractors = self._items(rng)
         items = [it for _, it in targets] + distractors
-        light = partial(random_light, intensity=cfg.light_intensity, ambient=cfg.ambient)
+        light = partial(
+            random_light,
+            intensity=cfg.light_intensity,
+            ambient=cfg.ambient,
+            point_lights=cfg.point_lights,
+            point_intensity=cfg.point_intensity,
+            hemisphere=cfg.hemisphere_ambient,
+        )
         order = rng.permutation(len(items))
         if mode == "render":
             out = self.renderer.render(items, self.K, light(rng), with_depth=cfg.write_depth)
@@ -572,12 +594,22 @@ def _parser() -> argparse.ArgumentParser:
         default=d.background_image_prob,
         help=f"chance of a photo when --backgrounds is given (default {d.background_image_prob})",
     )
+    p.add_argument(
+        "--hemisphere-ambient",
+        type=float,
+        default=d.hemisphere_ambient,
+        metavar="H",
+        help="0..1: the ambient's dark side (faces turned from a random sky) keeps 1 - U(0, H) of it "
+        f"(default {d.hemisphere_ambient}: uniform ambient)",
+    )
     ranges = (
         ("--distance", float, d.distance_m, "object distance range, metres", ("MIN_M", "MAX_M")),
         ("--objects-per-image", int, d.objects_per_image, "annotated objects per image", ("MIN", "MAX")),
         ("--distractors", int, d.distractors_per_image, "unannotated distractors per image", ("MIN", "MAX")),
         ("--light-intensity", float, d.light_intensity, "strength range of the random light", ("MIN", "MAX")),
         ("--ambient", float, d.ambient, "ambient light range", ("MIN", "MAX")),
+        ("--point-lights", int, d.point_lights, "lamps near the scene per light", ("MIN", "MAX")),
+        ("--point-intensity", float, d.point_intensity, "strength range of each lamp", ("MIN", "MAX")),
     )
     for flag, kind, default, text, metavar in ranges:
         p.add_argument(
@@ -668,6 +700,9 @@ def _generate(args: argparse.Namespace) -> int:
         distractors_per_image=tuple(args.distractors),
         light_intensity=tuple(args.light_intensity),
         ambient=tuple(args.ambient),
+        point_lights=tuple(args.point_lights),
+        point_intensity=tuple(args.point_intensity),
+        hemisphere_ambient=args.hemisphere_ambient,
         max_faces=args.max_faces or None,
         background_dir=args.backgrounds,
         background_image_prob=args.background_prob,
