@@ -313,6 +313,18 @@ def test_teacher_is_frozen_and_checked_against_the_class_count(scene, tmp_path) 
         load_teacher(trainer.checkpoint_path, 3, torch.device("cpu"))
 
 
+def test_keep_epochs_keeps_each_epoch_end_beside_last(scene, tmp_path) -> None:
+    trainer = _trainer(_config(scene, tmp_path, epochs=2, batch_size=4, keep_epochs=True))
+    trainer.fit()
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_001.pt", "epoch_002.pt"]
+    first, last = load_checkpoint(tmp_path / "epoch_001.pt"), load_checkpoint(tmp_path / "last.pt")
+    assert first["epoch"] == 1 and first["batches_done"] == 0
+    assert load_checkpoint(tmp_path / "epoch_002.pt")["global_step"] == last["global_step"]
+    assert not all(torch.equal(v, last["model"][k]) for k, v in first["model"].items())
+    _trainer(_config(scene, tmp_path / "plain", epochs=1)).fit()
+    assert not list((tmp_path / "plain").glob("epoch_*.pt"))
+
+
 def test_resume_refuses_another_model(scene, tmp_path) -> None:
     trainer = _trainer(_config(scene, tmp_path))
     trainer.save()

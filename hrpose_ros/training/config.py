@@ -175,6 +175,10 @@ class TrainConfig:
     checkpoint that ``--resume`` continues. Why: a lent GPU comes for minutes, not hours."""
     limit_batches: int = 0
     """Use at most this many batches per epoch (0: all)."""
+    keep_epochs: bool = False
+    """Also keep each epoch's end as ``epoch_NNN.pt`` beside ``last.pt``. Why: comparing
+    epochs (the KD table, picking the checkpoint to ship) needs every epoch's weights, and
+    ``last.pt`` is overwritten."""
     log_every: int = 20
     """Steps between TensorBoard scalar writes."""
     overlay_every: int = 1

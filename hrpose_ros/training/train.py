@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -515,6 +516,13 @@ class Trainer:
             return None
         return save_checkpoint(self.checkpoint_path, self.state_dict())
 
+    def _keep_epoch(self) -> None:
+        """Copy the epoch-end ``last.pt`` to ``epoch_NNN.pt`` (``keep_epochs``, rank 0)."""
+        if self.cfg.keep_epochs and self.dist.is_main:
+            kept = self.checkpoint_path.with_name(f"epoch_{self.epoch:03d}.pt")
+            shutil.copyfile(self.checkpoint_path, kept)
+            _log.info("kept %s", kept)
+
     def resume(self, path: str | Path) -> None:
         """Restore a checkpoint written by ``save``: continue where it stopped, exactly."""
         state = load_checkpoint(path)
@@ -790,6 +798,7 @@ class Trainer:
                 self.batches_done = 0
                 self._start_epoch_rng()
                 self.save()
+                self._keep_epoch()
                 if not self._budget_left():
                     break
             barrier(self.dist)  # a clean end: every rank finished, rank 0 has saved
