@@ -61,12 +61,14 @@ being far below what a hang would take (the fault sleeps an hour, the default co
 timeout is 30 minutes)."""
 WORLD, PER_RANK = 2, 2
 LR = 3e-3
-TOLERANCE = 1e-4
+TOLERANCE = 1e-3
 """Largest weight difference, as a fraction of the largest weight change of the run.
 
 Why not zero: the same sums are added in another order (convolutions over a batch of 4
 against two batches of 2, then gloo's average), so float32 results differ in their last
-bits, and 4 steps carry that forward. Measured: 2e-6 of the largest change (0.16)."""
+bits, and 4 steps carry that forward. Measured: 2e-6 of the largest change (0.16) on an
+AVX-512 machine, 1.25e-4 on an AVX2 AMD EPYC (other oneDNN kernels). A wrong gradient
+average or batch split moves the weights by a large share of the change itself."""
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,8 @@ def test_two_ranks_give_the_weights_of_one_process_with_the_global_batch(scene, 
         if not v.is_floating_point():
             assert torch.equal(v, single.model.state_dict()[k]), k
     logged = [h["train/total"] for h in state["history"]]  # the mean over both ranks
-    assert logged == pytest.approx([h["train/total"] for h in single.history], rel=1e-4)
+    # the losses follow the weights' last-bit drift: 8.4e-4 apart on the AVX2 machine above
+    assert logged == pytest.approx([h["train/total"] for h in single.history], rel=2e-3)
 
 
 def _writes(audit: Path, rank: int) -> list[str]:
