@@ -18,7 +18,6 @@ from hrpose_ros.data.render import (
     Renderer,
     RenderError,
     RenderItem,
-    RenderOutput,
     gl_projection,
     load_render_mesh,
     mesh_from_trimesh,
@@ -28,6 +27,7 @@ from hrpose_ros.geometry.camera import project_points
 
 W, H = SMALL_SIZE
 FLAT = Light(color=(0.0, 0.0, 0.0), ambient=(1.0, 1.0, 1.0), specular=0.0)  # output = albedo
+DARK = Light(color=(0.0, 0.0, 0.0), ambient=(0.0, 0.0, 0.0), specular=0.0)  # only lamps light
 
 
 @pytest.fixture(scope="module")
@@ -203,35 +203,25 @@ def test_projection_matches_opencv_pixel_centres():
     np.testing.assert_allclose((ndc + 1) / 2 * [W, H] - 0.5, [u, v], atol=1e-9)
 
 
-def _mean_on(out: RenderOutput, rows: slice) -> float:
-    """Mean grey level of the first item's pixels within a band of image rows."""
-    band = np.zeros(out.instance.shape, bool)
-    band[rows] = True
-    return float(out.rgb[(out.instance == 1) & band].mean())
-
-
 def test_point_light_lights_the_near_side_of_a_face_more(renderer):
     """A lamp just above a face facing the camera: its upper half, nearer, comes out brighter
     (a directional light would light the whole flat face alike)."""
     item = RenderItem("grey_plate", np.eye(3), np.array([0.0, 0.0, 0.5]))
-    dark = Light(color=(0.0, 0.0, 0.0), ambient=(0.0, 0.0, 0.0), specular=0.0)
-    unlit = renderer.render([item], K_SMALL, dark)
+    unlit = renderer.render([item], K_SMALL, DARK)
     assert unlit.rgb[unlit.instance == 1].max() == 0
     above = PointLight(position=(0.0, -0.08, 0.44), color=(2.0, 2.0, 2.0), reach_m=0.1)
-    lamp = replace(dark, points=(above,))
-    out = renderer.render([item], K_SMALL, lamp)
-    rows = np.nonzero((out.instance == 1).any(axis=1))[0]
-    mid = (rows.min() + rows.max()) // 2
-    upper, lower = _mean_on(out, slice(rows.min(), mid)), _mean_on(out, slice(mid, rows.max() + 1))
-    assert upper > 1.3 * lower > 0
+    out = renderer.render([item], K_SMALL, replace(DARK, points=(above,)))
+    on, grey = out.instance == 1, out.rgb.astype(float).mean(axis=2)
+    rows = np.nonzero(on.any(axis=1))[0]
+    half = len(rows) // 2
+    assert _mean_grey(grey, on, rows[:half]) > 1.3 * _mean_grey(grey, on, rows[half:]) > 0
 
 
 def test_lamp_strength_falls_with_distance(renderer):
     item = RenderItem("grey_cube", np.eye(3), np.array([0.0, 0.0, 0.5]))
-    dark = Light(color=(0.0, 0.0, 0.0), ambient=(0.0, 0.0, 0.0), specular=0.0)
     means = []
     for z in (0.3, 0.0, -0.5):  # lamp straight in front of the box, ever further toward the camera
-        out = renderer.render([item], K_SMALL, replace(dark, points=(PointLight((0.0, 0.0, z), (1.5,) * 3),)))
+        out = renderer.render([item], K_SMALL, replace(DARK, points=(PointLight((0.0, 0.0, z), (1.5,) * 3),)))
         means.append(float(out.rgb[out.instance == 1].mean()))
     assert means[0] > 1.2 * means[1] > 1.5 * means[2] > 0
 
@@ -261,6 +251,15 @@ def _mean_grey(grey: np.ndarray, on: np.ndarray, rows: np.ndarray) -> float:
     return float(grey[rows][on[rows]].mean())
 
 
+def test_a_renderer_still_draws_after_another_one_was_released(renderer):
+    item = RenderItem("box", np.eye(3), np.array([0.0, 0.0, 0.5]))
+    before = renderer.render([item], K_SMALL).instance == 1
+    other = Renderer(32, 24)  # made current on creation, then released: none is current
+    other.release()
+    np.testing.assert_array_equal(renderer.render([item], K_SMALL).instance == 1, before)
+    assert before.sum() > 100
+
+
 def test_random_light_draws_lamps_and_a_hemisphere_only_when_asked():
     plain = random_light(np.random.default_rng(3))
     assert plain.points == () and plain.ground_ambient is None
@@ -282,3 +281,10 @@ def test_bad_inputs_raise_render_errors(renderer):
     lamps = tuple(PointLight((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)) for _ in range(MAX_POINT_LIGHTS + 1))
     with pytest.raises(RenderError, match="at most 4 point lights"):
         renderer.render([RenderItem("box", np.eye(3), np.array([0, 0, 0.5]))], K_SMALL, Light(points=lamps))
+    near = RenderItem("box", np.eye(3), np.array([0, 0, 0.5]))
+    with pytest.raises(RenderError, match="reach_m must be positive"):
+        renderer.render(
+            [near], K_SMALL, Light(points=(PointLight((0.0, 0.0, 0.0), (1.0,) * 3, reach_m=0.0),))
+        )
+    with pytest.raises(RenderError, match="sky must be a finite non-zero"):
+        renderer.render([near], K_SMALL, Light(ground_ambient=(0.1,) * 3, sky=(0.0, 0.0, 0.0)))

@@ -621,9 +621,12 @@ class Renderer:
         self.prog["ambient"].value = tuple(light.ambient)
         self.prog["specular"].value = float(light.specular)
         self.prog["shininess"].value = float(light.shininess)
+        sky = np.asarray(light.sky, float)
+        if sky.shape != (3,) or not np.isfinite(sky).all() or not np.linalg.norm(sky) > 0:
+            raise RenderError(f"light sky must be a finite non-zero (3,) direction, got {light.sky!r}")
         self.prog["hemisphere"].value = light.ground_ambient is not None
         self.prog["ground_ambient"].value = tuple(light.ground_ambient or light.ambient)
-        self.prog["sky"].value = tuple(np.asarray(light.sky, float) / np.linalg.norm(light.sky))
+        self.prog["sky"].value = tuple(sky / np.linalg.norm(sky))
         self._set_points(light.points)
 
     def _set_points(self, points: Sequence[PointLight]) -> None:
